@@ -1,0 +1,98 @@
+"""Run-folder files, each written to a temporary name and moved into place.
+
+An interruption therefore leaves either the previous file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import math
+import os
+from pathlib import Path
+from typing import Callable, Iterator
+
+HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds")
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` (same suffix); on success move it over ``path``."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    try:
+        yield temporary
+        if temporary.is_file():  # flush the data before the rename makes it visible
+            with open(temporary, "rb+") as handle:
+                os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
+
+
+def write_bytes(path: Path, payload: bytes) -> None:
+    with atomic_path(path) as temporary:
+        temporary.write_bytes(payload)
+
+
+def write_with(path: Path, writer: Callable[[Path], object]) -> None:
+    """Let ``writer`` (model.save, savefig, …) write to a temporary name, then publish it."""
+    with atomic_path(path) as temporary:
+        writer(temporary)
+
+
+def _clean(value):
+    # JSON has no NaN or infinity; a diverged run records them as null.
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _clean(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(item) for item in value]
+    return value
+
+
+def write_json(path: Path, payload: dict) -> None:
+    write_bytes(path, (json.dumps(_clean(payload), indent=2) + "\n").encode())
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def write_csv(path: Path, rows: list[dict], columns) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_bytes(path, buffer.getvalue().encode())
+
+
+def read_history(path: Path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return [
+            {key: int(value) if key == "epoch" else float(value) for key, value in row.items()}
+            for row in csv.DictReader(handle)
+        ]
+
+
+def plot_learning_curves(history: list[dict], path: Path, title: str = "") -> None:
+    """The tutorial's plot: the four history series, grid on, y from 0 to 1."""
+    from matplotlib.figure import Figure  # no pyplot: no global state, no display needed
+
+    figure = Figure(figsize=(8, 5))
+    axes = figure.subplots()
+    epochs = [row["epoch"] for row in history]
+    for series in HISTORY_COLUMNS[1:5]:
+        axes.plot(epochs, [row[series] for row in history], marker="o", markersize=3, label=series)
+    axes.set_ylim(0, 1)
+    axes.grid(True)
+    axes.set_xlabel("epoch")
+    axes.legend()
+    if title:
+        axes.set_title(title)
+    figure.tight_layout()
+    write_with(path, lambda temporary: figure.savefig(temporary, dpi=100))

@@ -1,0 +1,152 @@
+"""The command line: parses arguments and calls one library function per command.
+
+Exit codes: 0 success; 1 the work failed (some inputs rejected, training diverged); 2 bad usage or
+unusable data. Errors are one line; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from fmnist import __version__
+
+EPILOG = "exit codes: 0 success, 1 the work failed (e.g. training diverged), 2 bad usage or unusable data"
+
+
+def _data_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir", metavar="FOLDER",
+        help="folder with the four Fashion-MNIST .gz files (default: $FMNIST_DATA_DIR, the Keras cache, "
+        "then Debian's /usr/share/datasets/fashion-mnist)",
+    )
+    parser.add_argument(
+        "--skip-checksum", action="store_true",
+        help="accept IDX files whose content differs from the Fashion-MNIST release (structure is still checked)",
+    )
+
+
+def _train_options(parser: argparse.ArgumentParser) -> None:
+    from fmnist.config import ENGINES, TrainConfig
+    from fmnist.normalization import METHODS
+
+    defaults = TrainConfig()
+    parser.add_argument("--epochs", type=int, default=defaults.epochs, help="epochs to train (default %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="default %(default)s")
+    parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate, help="SGD learning rate (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="initialization and shuffle seed (default %(default)s)")
+    parser.add_argument(
+        "--normalization", default=defaults.normalization, metavar="METHOD",
+        help=f"input normalization, fitted on the training split and saved inside the model "
+        f"(default %(default)s): {', '.join(METHODS)}; see the list below",
+    )
+    parser.add_argument("--valid-size", type=int, default=defaults.valid_size,
+                        help="the first N training images are validation (default %(default)s)")
+    parser.add_argument("--engine", default=defaults.engine, choices=ENGINES,
+                        help="fused: one compiled program per epoch (JAX); keras: model.fit; auto: fused on JAX (default)")
+    _data_options(parser)
+
+
+def _methods_epilog() -> str:
+    from fmnist.normalization import METHODS
+
+    width = max(map(len, METHODS))
+    lines = [f"  {name:{width}}  {method.summary}" for name, method in METHODS.items()]
+    return "normalization methods:\n" + "\n".join(lines) + "\n\n" + EPILOG
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fmnist",
+        description="Train Fashion-MNIST classifiers with correct input normalization "
+        "(reproduces the TF2/Keras normalization tutorial).",
+        epilog=EPILOG,
+    )
+    parser.add_argument("--version", action="version", version=f"fmnist {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train the tutorial's model and write a run folder",
+                                epilog=_methods_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter,
+                                description="Train the tutorial's MLP; writes config.json, history.csv, "
+                                "metrics.json, model.keras and learning_curves.png into the run folder.")
+    _train_options(train)
+    train.add_argument("--output-dir", metavar="FOLDER", help="run folder (new or empty; default runs/<UTC time>-<name>)")
+    train.add_argument("--name", default="tutorial", help="run name, the run folder's suffix (default %(default)s)")
+    train.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+
+    evaluate = commands.add_parser("evaluate", help="test loss and accuracy of a saved model", epilog=EPILOG)
+    evaluate.add_argument("model", metavar="RUN_DIR_OR_MODEL", help="a run folder or a .keras file")
+    _data_options(evaluate)
+
+    data = commands.add_parser("data", help="inspect or fetch the dataset")
+    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    info = data_commands.add_parser("info", help="where the data come from, counts, pixel statistics", epilog=EPILOG)
+    _data_options(info)
+    download = data_commands.add_parser("download", help="fetch the files from the upstream mirror into the Keras cache")
+    download.add_argument("--cache-dir", metavar="FOLDER", help="default $KERAS_HOME/datasets/fashion-mnist")
+    return parser
+
+
+def _train(args) -> int:
+    from fmnist.config import TrainConfig
+    from fmnist.progress import Progress
+    from fmnist.train import train
+
+    config = TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed,
+        normalization=args.normalization, valid_size=args.valid_size, engine=args.engine, name=args.name,
+        data_dir=args.data_dir, verify=not args.skip_checksum,
+    )
+    result = train(config, args.output_dir, progress=Progress(config.epochs, quiet=args.quiet))
+    last = result.history[-1]
+    print(
+        f"done: epoch {last['epoch']} val_accuracy {last['val_accuracy']:.4f}; "
+        f"test loss {result.metrics['test_loss']:.4f} accuracy {result.metrics['test_accuracy']:.4f}; "
+        f"{result.metrics['wall_seconds']:.1f}s; files in {result.run_dir}"
+    )
+    return 0
+
+
+def _evaluate(args) -> int:
+    from fmnist import data
+    from fmnist.evaluation import load_model, test_metrics
+
+    model = load_model(args.model)
+    dataset = data.load(args.data_dir, verify=not args.skip_checksum)
+    metrics = test_metrics(model, dataset.x_test, dataset.y_test)
+    print(f"test loss {metrics['test_loss']:.4f} accuracy {metrics['test_accuracy']:.4f} ({len(dataset.y_test)} images)")
+    return 0
+
+
+def _data(args) -> int:
+    from fmnist import data
+
+    if args.data_command == "download":
+        print(f"downloaded and verified: {data.download(args.cache_dir)}")
+        return 0
+    info = data.describe(data.load(args.data_dir, verify=not args.skip_checksum))
+    width = max(map(len, info))
+    for key, value in info.items():
+        print(f"{key + ':':{width + 1}} {value:.4f}" if isinstance(value, float) else f"{key + ':':{width + 1}} {value}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    # The backend is chosen before anything imports Keras.
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    args = build_parser().parse_args(argv)
+    from fmnist.errors import FmnistError
+
+    handlers = {"train": _train, "evaluate": _evaluate, "data": _data}
+    try:
+        return handlers[args.command](args)
+    except FmnistError as error:
+        if args.debug:
+            raise
+        print(f"fmnist: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("fmnist: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,27 @@
+"""Errors the command line turns into one clear line and a documented exit code.
+
+Exit codes: 0 success; 1 the work failed (inputs rejected, training diverged);
+2 bad usage or unusable data.
+"""
+
+
+class FmnistError(Exception):
+    exit_code = 1
+
+
+class UsageError(FmnistError, ValueError):
+    """A bad option or setting."""
+
+    exit_code = 2
+
+
+class DataError(FmnistError):
+    """A dataset or model file that cannot be used; the message names the file."""
+
+    exit_code = 2
+
+
+class TrainingFailed(FmnistError):
+    """Training ran but its result cannot be trusted (for example a non-finite loss)."""
+
+    exit_code = 1

@@ -1,0 +1,133 @@
+"""Input normalization methods, chosen by name.
+
+Each method is fitted on the training split only (``fit`` sees nothing else) and becomes Keras layers
+built from the fitted statistics, so the saved model takes raw 0..255 pixels and serving cannot drift
+from training. The statistics are plain numbers so they can be written to ``config.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import numpy as np
+
+from fmnist.errors import UsageError
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    name: str
+    summary: str  # one line for --help
+    fit: Callable[[np.ndarray], dict]  # uint8 training images (n, 28, 28) -> statistics
+    build: Callable[[dict], list]  # statistics -> Keras layers that take raw pixels
+
+
+METHODS: dict[str, Method] = {}
+
+
+def register(name: str, summary: str):
+    def decorate(build):
+        fit = _FITS.get(name, lambda images: {})
+        METHODS[name] = Method(name, summary, fit, build)
+        return build
+
+    return decorate
+
+
+def get(name: str) -> Method:
+    if name not in METHODS:
+        raise UsageError(f"unknown normalization {name!r}; choose from {', '.join(METHODS)}")
+    return METHODS[name]
+
+
+def _safe_variance(variance: np.ndarray) -> np.ndarray:
+    # Zero-variance inputs get scale 1, as sklearn's StandardScaler does, instead of dividing by ~0.
+    return np.where(variance == 0, 1.0, variance)
+
+
+def _fit_minmax(images: np.ndarray) -> dict:
+    return {"min": float(images.min()), "max": float(images.max())}
+
+
+def _fit_standard(images: np.ndarray) -> dict:
+    # float64 accumulation over all training pixels: the tutorial's StandardScaler on reshape(-1, 1).
+    mean = images.mean(dtype=np.float64)
+    variance = images.var(dtype=np.float64)
+    return {"mean": float(mean), "variance": float(_safe_variance(np.asarray(variance)))}
+
+
+def _fit_per_pixel(images: np.ndarray) -> dict:
+    mean = images.mean(axis=0, dtype=np.float64)
+    variance = _safe_variance(images.var(axis=0, dtype=np.float64))
+    return {"mean": mean.tolist(), "variance": variance.tolist()}
+
+
+_FITS = {"minmax": _fit_minmax, "standard": _fit_standard, "per-pixel": _fit_per_pixel}
+
+
+@register("none", "raw 0..255 pixels, only cast to float (the tutorial's 'before')")
+def _none(stats):
+    import keras
+
+    return [keras.layers.Rescaling(1.0, name="as_float")]
+
+
+@register("rescale", "divide by 255, so pixels lie in [0, 1]")
+def _rescale(stats):
+    import keras
+
+    return [keras.layers.Rescaling(1.0 / 255.0, name="rescale")]
+
+
+@register("minmax", "min and max of the training pixels mapped to 0 and 1")
+def _minmax(stats):
+    import keras
+
+    span = (stats["max"] - stats["min"]) or 1.0
+    return [keras.layers.Rescaling(1.0 / span, offset=-stats["min"] / span, name="minmax")]
+
+
+@register("standard", "one mean and std over all training pixels (the tutorial's StandardScaler)")
+def _standard(stats):
+    import keras
+
+    return [keras.layers.Normalization(axis=None, mean=stats["mean"], variance=stats["variance"], name="standard")]
+
+
+@register("per-pixel", "one mean and std per pixel position, fitted on the training images")
+def _per_pixel(stats):
+    import keras
+
+    return [
+        keras.layers.Normalization(
+            axis=(1, 2), mean=np.asarray(stats["mean"]), variance=np.asarray(stats["variance"]), name="per_pixel"
+        )
+    ]
+
+
+@register("per-image", "each image to zero mean and unit variance on its own (nothing fitted)")
+def _per_image(stats):
+    from fmnist.layers import PerImageStandardization
+
+    return [PerImageStandardization(name="per_image")]
+
+
+class GlobalStandardScaler:
+    """The tutorial's scaler in sklearn's shape: one mean and one scale over every value.
+
+    Equivalent to ``StandardScaler().fit(x.reshape(-1, 1))``; kept for parity checks and for users who
+    normalize arrays outside a model.
+    """
+
+    def fit(self, x, y=None) -> "GlobalStandardScaler":
+        stats = _fit_standard(np.asarray(x))
+        self.mean_ = stats["mean"]
+        self.scale_ = float(np.sqrt(stats["variance"]))
+        return self
+
+    def transform(self, x) -> np.ndarray:
+        return ((np.asarray(x, dtype=np.float32) - self.mean_) / self.scale_).astype(np.float32)
+
+    def fit_transform(self, x, y=None) -> np.ndarray:
+        return self.fit(x).transform(x)

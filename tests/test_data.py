@@ -1,0 +1,165 @@
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import tiny_images, write_idx
+from fmnist import data
+from fmnist.errors import DataError
+
+
+def test_loads_tiny_files(tiny_dir):
+    dataset = data.load(tiny_dir, verify=False)
+    assert dataset.x_train.shape == (400, 28, 28) and dataset.x_train.dtype == np.uint8
+    assert dataset.y_test.shape == (100,)
+    assert dataset.source == tiny_dir and not dataset.verified
+
+
+def test_split_takes_the_first_images_as_validation(tiny_dir):
+    dataset = data.load(tiny_dir, verify=False)
+    splits = data.split(dataset, valid_size=100)
+    assert np.array_equal(splits.x_valid, dataset.x_train[:100])
+    assert np.array_equal(splits.x_train, dataset.x_train[100:])
+    assert splits.sizes() == {"train": 300, "valid": 100, "test": 100}
+    with pytest.raises(DataError, match="--valid-size 400"):
+        data.split(dataset, valid_size=400)
+
+
+def test_verification_refuses_other_content(tiny_dir):
+    with pytest.raises(DataError, match="train-images-idx3-ubyte.gz: content differs"):
+        data.load(tiny_dir)
+
+
+def test_named_folder_is_used_or_refused_never_replaced(tmp_path, tiny_dir, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    write_idx(tmp_path / "keras" / "datasets" / "fashion-mnist", "train", *tiny_images(20, 0))
+    with pytest.raises(DataError, match="does not exist"):
+        data.find_data_dir(tmp_path / "nowhere")
+    monkeypatch.setenv("FMNIST_DATA_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(DataError, match="nowhere: data folder does not exist"):
+        data.find_data_dir(None)
+    monkeypatch.setenv("FMNIST_DATA_DIR", str(tiny_dir))
+    assert data.find_data_dir(None) == tiny_dir
+
+
+def test_search_order_keras_cache_then_debian(tmp_path, tiny_dir, monkeypatch):
+    monkeypatch.delenv("FMNIST_DATA_DIR", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.setattr(data, "DEBIAN_DIR", tiny_dir)
+    assert data.find_data_dir(None) == tiny_dir
+    cache = tmp_path / "keras" / "datasets" / "fashion-mnist"
+    write_idx(cache, "train", *tiny_images(20, 0))
+    write_idx(cache, "t10k", *tiny_images(20, 1))
+    assert data.find_data_dir(None) == cache
+    monkeypatch.setattr(data, "DEBIAN_DIR", tmp_path / "absent")
+    cache.joinpath("t10k-images-idx3-ubyte.gz").unlink()
+    with pytest.raises(DataError, match="apt-get install dataset-fashion-mnist"):
+        data.find_data_dir(None)
+
+
+def _gz(path: Path, payload: bytes) -> None:
+    with gzip.open(path, "wb", compresslevel=1) as stream:
+        stream.write(payload)
+
+
+def _raw(path: Path) -> bytes:
+    with gzip.open(path) as stream:
+        return stream.read()
+
+
+# Each damage: (what to do to the tiny folder, the words the one-line error must contain).
+def _missing(folder):
+    (folder / "train-labels-idx1-ubyte.gz").unlink()
+
+
+def _empty(folder):
+    (folder / "t10k-images-idx3-ubyte.gz").write_bytes(b"")
+
+
+def _truncated_gzip(folder):
+    path = folder / "train-images-idx3-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:-500])
+
+
+def _not_gzip(folder):
+    (folder / "train-images-idx3-ubyte.gz").write_bytes(b"this is not gzip at all")
+
+
+def _short_idx(folder):
+    path = folder / "train-images-idx3-ubyte.gz"
+    _gz(path, _raw(path)[:-784])
+
+
+def _swapped_kinds(folder):
+    images, labels = folder / "t10k-images-idx3-ubyte.gz", folder / "t10k-labels-idx1-ubyte.gz"
+    payload = images.read_bytes()
+    images.write_bytes(labels.read_bytes())
+    labels.write_bytes(payload)
+
+
+def _count_mismatch(folder):
+    write_idx(folder, "t10k", tiny_images(100, 2)[0], tiny_images(90, 2)[1])
+
+
+def _bad_label(folder):
+    images, labels = tiny_images(100, 2)
+    labels[5] = 10
+    write_idx(folder, "t10k", images, labels)
+
+
+def _wrong_size(folder):
+    write_idx(folder, "t10k", np.zeros((10, 28, 27), np.uint8), np.zeros(10, np.uint8))
+
+
+DAMAGES = {
+    "missing": (_missing, "train-labels-idx1-ubyte.gz: missing"),
+    "empty": (_empty, "t10k-images-idx3-ubyte.gz: empty file"),
+    "truncated-gzip": (_truncated_gzip, "train-images-idx3-ubyte.gz: truncated"),
+    "not-gzip": (_not_gzip, "train-images-idx3-ubyte.gz: not a valid gzip file"),
+    "truncated-idx": (_short_idx, "train-images-idx3-ubyte.gz: 312832 bytes, but its header [400, 28, 28] needs 313616"),
+    "swapped": (_swapped_kinds, "t10k-images-idx3-ubyte.gz: not an IDX image file"),
+    "inconsistent": (_count_mismatch, "t10k-labels-idx1-ubyte.gz: 90 labels for 100 images"),
+    "bad-label": (_bad_label, "t10k-labels-idx1-ubyte.gz: label 10 found"),
+    "not-28x28": (_wrong_size, "t10k-images-idx3-ubyte.gz: images are 28x27"),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_damaged_folder_names_the_file(tiny_dir, damage):
+    spoil, message = DAMAGES[damage]
+    spoil(tiny_dir)
+    with pytest.raises(DataError) as caught:
+        data.load(tiny_dir, verify=False)
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.integration
+def test_altered_and_swapped_real_files_are_named(tmp_path, real_dir):
+    folder = tmp_path / "copy"
+    folder.mkdir()
+    for name in data.FILES:
+        (folder / name).write_bytes((real_dir / name).read_bytes())
+    # swap the training and test images: both parse, only the content pin can tell
+    train, test = folder / "train-images-idx3-ubyte.gz", folder / "t10k-images-idx3-ubyte.gz"
+    payload = train.read_bytes()
+    train.write_bytes(test.read_bytes())
+    test.write_bytes(payload)
+    with pytest.raises(DataError, match="holds the content of t10k-images-idx3-ubyte.gz"):
+        data.load(folder)
+    # one altered pixel
+    raw = bytearray(_raw(test))
+    raw[1000] ^= 1
+    _gz(train, bytes(raw))
+    with pytest.raises(DataError, match="train-images-idx3-ubyte.gz: content differs"):
+        data.load(folder)
+
+
+@pytest.mark.integration
+def test_real_data_matches_the_tutorial(real_dir):
+    dataset = data.load()
+    assert dataset.verified
+    assert (len(dataset.y_train), len(dataset.y_test)) == (60_000, 10_000)
+    info = data.describe(dataset)
+    assert (info["pixel_max"], info["pixel_min"]) == (255, 0)
