@@ -6,7 +6,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install data bench
+VENV_TF := .venv-tf
+
+.PHONY: run test install data bench tensorflow test-tensorflow
 
 run: install data
 	$(BIN)/fmnist train
@@ -28,3 +30,16 @@ data:
 
 bench: install data
 	$(BIN)/python benchmarks/train_speed.py
+
+# The tutorial's own backend, in its own environment (TensorFlow is large, and its presence slows
+# Keras's model saving in the main one).
+tensorflow: $(VENV_TF)/.installed
+
+$(VENV_TF)/.installed: pyproject.toml
+	test -x $(VENV_TF)/bin/python || $(PYTHON) -m venv $(VENV_TF)
+	$(VENV_TF)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV_TF)/bin/python -m pip install --quiet -e '.[test,tensorflow]'
+	touch $@
+
+test-tensorflow: tensorflow
+	KERAS_BACKEND=tensorflow TF_CPP_MIN_LOG_LEVEL=2 $(VENV_TF)/bin/python -m pytest -m tensorflow

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
+os.environ.setdefault("FMNIST_COMPILATION_CACHE", "off")  # tests leave nothing in ~/.cache
 
 IMAGE_MAGIC, LABEL_MAGIC = 0x00000803, 0x00000801
 

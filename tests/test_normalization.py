@@ -66,3 +66,12 @@ def test_model_has_the_tutorials_parameter_count(method, images):
     trainable = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
     assert trainable == TRAINABLE_PARAMETERS == 266_610
     assert model.predict(images[:3], verbose=0).shape == (3, 10)
+
+
+@pytest.mark.parametrize("method", sorted(normalization.METHODS))
+def test_scaled_range_equals_the_range_over_every_image(method, images):
+    from fmnist.train import scaled_range
+
+    stats = normalization.get(method).fit(images)
+    everything = _apply(method, stats, images)
+    assert scaled_range(method, stats, images) == (everything.max(), everything.min())

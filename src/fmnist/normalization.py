@@ -21,15 +21,18 @@ class Method:
     summary: str  # one line for --help
     fit: Callable[[np.ndarray], dict]  # uint8 training images (n, 28, 28) -> statistics
     build: Callable[[dict], list]  # statistics -> Keras layers that take raw pixels
+    # True when each output pixel is a non-decreasing function of the same input pixel alone, so the
+    # extremes of the output come from the per-position extremes of the input.
+    elementwise: bool = True
 
 
 METHODS: dict[str, Method] = {}
 
 
-def register(name: str, summary: str):
+def register(name: str, summary: str, elementwise: bool = True):
     def decorate(build):
         fit = _FITS.get(name, lambda images: {})
-        METHODS[name] = Method(name, summary, fit, build)
+        METHODS[name] = Method(name, summary, fit, build, elementwise)
         return build
 
     return decorate
@@ -50,16 +53,29 @@ def _fit_minmax(images: np.ndarray) -> dict:
     return {"min": float(images.min()), "max": float(images.max())}
 
 
+def _moments(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-position sums of x and x*x in float64 (exact for uint8), chunked: no float copy of the set."""
+    total, squares = np.zeros(images.shape[1:]), np.zeros(images.shape[1:])
+    for chunk in np.array_split(images, max(1, len(images) // 5000)):
+        chunk = chunk.astype(np.float64)
+        total += chunk.sum(axis=0)
+        squares += (chunk * chunk).sum(axis=0)
+    return total, squares
+
+
 def _fit_standard(images: np.ndarray) -> dict:
-    # float64 accumulation over all training pixels: the tutorial's StandardScaler on reshape(-1, 1).
-    mean = images.mean(dtype=np.float64)
-    variance = images.var(dtype=np.float64)
+    # One mean and variance over every pixel: the tutorial's StandardScaler on reshape(-1, 1).
+    total, squares = _moments(np.asarray(images))
+    count = np.asarray(images).size
+    mean = total.sum() / count
+    variance = max(squares.sum() / count - mean * mean, 0.0)
     return {"mean": float(mean), "variance": float(_safe_variance(np.asarray(variance)))}
 
 
 def _fit_per_pixel(images: np.ndarray) -> dict:
-    mean = images.mean(axis=0, dtype=np.float64)
-    variance = _safe_variance(images.var(axis=0, dtype=np.float64))
+    total, squares = _moments(np.asarray(images))
+    mean = total / len(images)
+    variance = _safe_variance(np.maximum(squares / len(images) - mean * mean, 0.0))
     return {"mean": mean.tolist(), "variance": variance.tolist()}
 
 
@@ -106,7 +122,7 @@ def _per_pixel(stats):
     ]
 
 
-@register("per-image", "each image to zero mean and unit variance on its own (nothing fitted)")
+@register("per-image", "each image to zero mean and unit variance on its own (nothing fitted)", elementwise=False)
 def _per_image(stats):
     from fmnist.layers import PerImageStandardization
 

@@ -34,7 +34,10 @@ class RunResult:
 
 def scaled_range(method: str, stats: dict, images: np.ndarray) -> tuple[np.float32, np.float32]:
     """Max and min of the training images after normalization (the tutorial prints them)."""
-    layers = normalization.get(method).build(stats)
+    chosen = normalization.get(method)
+    if chosen.elementwise:  # the extremes come from the per-position extremes: 2 images instead of 55,000
+        images = np.stack([images.max(axis=0), images.min(axis=0)])
+    layers = chosen.build(stats)
     high, low = -np.inf, np.inf
     for chunk in np.array_split(images, max(1, len(images) // 10_000)):
         out = chunk
@@ -57,6 +60,7 @@ def environment() -> dict:
         "numpy": np.__version__,
         "platform": platform.platform(),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "compilation_cache": os.environ.get("JAX_COMPILATION_CACHE_DIR", ""),
     }
     if backend == "jax":
         import jax
