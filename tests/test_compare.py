@@ -1,0 +1,86 @@
+"""`fmnist compare` on tiny data: files, statistics, failures as results, usage errors."""
+
+import csv
+import math
+
+import numpy as np
+import pytest
+
+from fmnist.cli import main
+from fmnist.compare import summarize
+from fmnist.evaluation import load_model
+
+
+def _csv(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_compare_writes_table_files_and_reloadable_models(tmp_path, tiny_args, capsys):
+    out = tmp_path / "cmp"
+    code = main(["compare", "--methods", "none,rescale,standard", "--seeds", "2", *tiny_args, "--output-dir", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "[6/6] standard seed 1" in printed and "vs baseline" in printed
+    runs = _csv(out / "runs.csv")
+    assert [(row["method"], row["seed"]) for row in runs] == [
+        (method, seed) for method in ("none", "rescale", "standard") for seed in ("0", "1")]
+    assert {row["status"] for row in runs if row["method"] == "none"} == {"stuck at chance"}
+    summary = {row["method"]: row for row in _csv(out / "summary.csv")}
+    assert summary["none"]["paired_test"].startswith("paired t-test on test accuracy, n=2")
+    assert float(summary["standard"]["test_accuracy_mean"]) > float(summary["none"]["test_accuracy_mean"])
+    assert (out / "val_accuracy.png").stat().st_size > 0 and (out / "loss.png").stat().st_size > 0
+    # every run's model reloads in safe mode and gives the accuracy it reported, from raw pixels
+    from fmnist import data
+
+    test = data.load(tiny_args[1], verify=False)
+    for row in runs:
+        model = load_model(out / row["run_dir"])
+        accuracy = (model.predict(test.x_test, verbose=0).argmax(-1) == test.y_test).mean()
+        assert accuracy == pytest.approx(float(row["test_accuracy"]), abs=1e-4)
+
+
+def test_a_diverging_method_is_a_result_not_a_crash(tmp_path, tiny_args, capsys):
+    out = tmp_path / "cmp"
+    code = main(["compare", "--methods", "standard,rescale", "--seeds", "1", *tiny_args,
+                 "--learning-rate", "1e20", "--output-dir", str(out)])
+    assert code == 0
+    runs = _csv(out / "runs.csv")
+    assert [row["diverged"] for row in runs] == ["yes", "yes"]
+    assert "Traceback" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--methods", "standard,zscore"], "unknown normalization 'zscore'"),
+        (["--seeds", "0"], "--seeds 0: must be an integer >= 1"),
+        (["--methods", "none,rescale"], "--baseline 'standard' is not among --methods"),
+        (["--methods", "none,none,standard"], "a method is named twice"),
+    ],
+)
+def test_usage_errors_exit_2(tmp_path, tiny_args, options, message, capsys):
+    out = tmp_path / "cmp"
+    assert main(["compare", *tiny_args, *options, "--output-dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_summary_statistics():
+    rows = [
+        {"method": m, "seed": s, "status": "ok", "val_accuracy": v, "test_accuracy": t}
+        for m, s, v, t in [("a", 0, 0.80, 0.81), ("a", 1, 0.82, 0.83), ("a", 2, 0.84, 0.85),
+                           ("b", 0, 0.70, 0.71), ("b", 1, 0.71, 0.74), ("b", 2, 0.75, 0.72)]
+    ]
+    summary = {row["method"]: row for row in summarize(rows, ["a", "b"], baseline="a")}
+    assert summary["a"]["test_accuracy_mean"] == pytest.approx(0.83)
+    assert summary["a"]["test_accuracy_std"] == pytest.approx(0.02)
+    assert summary["a"]["test_accuracy_ci95"] == pytest.approx(4.302653 * 0.02 / math.sqrt(3), rel=1e-5)
+    diffs = np.array([0.71 - 0.81, 0.74 - 0.83, 0.72 - 0.85])
+    assert summary["b"]["test_accuracy_diff_mean"] == pytest.approx(diffs.mean())
+    t = diffs.mean() / (diffs.std(ddof=1) / math.sqrt(3))
+    from scipy import stats
+
+    assert summary["b"]["p_value"] == pytest.approx(2 * stats.t.sf(abs(t), 2))
+    assert math.isnan(summary["a"]["p_value"])
