@@ -9,8 +9,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from fmnist import __version__
+
+PREDICT_DESCRIPTION = """Classify images with a saved model (loaded in safe mode).
+
+Pictures (PNG, JPEG) are converted like Fashion-MNIST: EXIF orientation applied; to 8-bit grey
+(16-bit scaled, transparency composited onto white, colour to luminance); inverted per --invert;
+the longest side scaled to 28 keeping the aspect ratio, centred on black. Arrays (.npy) and IDX
+files are used as they are. A bad input gets an error row; the others are still predicted."""
 
 EPILOG = "exit codes: 0 success, 1 the work failed (e.g. training diverged), 2 bad usage or unusable data"
 
@@ -90,12 +98,31 @@ def build_parser() -> argparse.ArgumentParser:
     _train_options(compare, normalization=False)
     compare.add_argument("--output-dir", metavar="FOLDER", help="comparison folder (new or empty; default runs/<UTC time>-compare)")
 
-    evaluate = commands.add_parser("evaluate", help="test loss and accuracy of a saved model", epilog=EPILOG)
+    evaluate = commands.add_parser(
+        "evaluate", help="test metrics, per-class scores, confusion matrix and mistakes of a saved model",
+        description="Load a model (safe mode) and measure it on the raw test images; writes evaluation.json, "
+        "confusion_matrix.png and mistakes.png beside the model.", epilog=EPILOG)
     evaluate.add_argument("model", metavar="RUN_DIR_OR_MODEL", help="a run folder or a .keras file")
     _data_options(evaluate)
 
+    predict = commands.add_parser(
+        "predict", help="classify your own images (PNG, JPEG, .npy, IDX)", epilog=EPILOG + "; exit 1 if any input failed",
+        description=PREDICT_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    predict.add_argument("model", metavar="MODEL", help="a run folder or a .keras file")
+    predict.add_argument("inputs", metavar="INPUT", nargs="+",
+                         help="PNG/JPEG files, folders of them, .npy arrays (28x28 or Nx28x28), IDX image files")
+    predict.add_argument("--format", choices=("table", "json", "csv"), default="table", help="default %(default)s")
+    predict.add_argument("--invert", choices=("auto", "yes", "no"), default="auto",
+                         help="make dark-on-light pictures light-on-dark like Fashion-MNIST; auto: when the "
+                         "border is light (mean of the outermost pixel ring > 127.5). Default %(default)s")
+
     data = commands.add_parser("data", help="inspect or fetch the dataset")
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    show = data_commands.add_parser("show", help="save a PNG grid of sample images per class", epilog=EPILOG)
+    show.add_argument("--output", default="fashion-mnist-samples.png", help="PNG to write (default %(default)s)")
+    show.add_argument("--per-class", type=int, default=8, help="images per class (default %(default)s)")
+    show.add_argument("--split", choices=("train", "test"), default="train", help="default %(default)s")
+    _data_options(show)
     info = data_commands.add_parser("info", help="where the data come from, counts, pixel statistics", epilog=EPILOG)
     _data_options(info)
     download = data_commands.add_parser("download", help="fetch the files from the upstream mirror into the Keras cache")
@@ -142,13 +169,31 @@ def _compare(args) -> int:
 
 def _evaluate(args) -> int:
     from fmnist import data
-    from fmnist.evaluation import load_model, test_metrics
+    from fmnist.evaluation import evaluate_report, model_path
+    from fmnist.report import format_per_class
+
+    model_path(args.model)  # a bad model path is reported before the data are read
+    dataset = data.load(args.data_dir, verify=not args.skip_checksum)
+    result = evaluate_report(args.model, dataset.x_test, dataset.y_test)
+    print(f"test loss {result['test_loss']:.4f} accuracy {result['test_accuracy']:.4f} ({len(dataset.y_test)} images)")
+    print(format_per_class(result["per_class"]))
+    print(f"files in {result['folder']}: evaluation.json, confusion_matrix.png, mistakes.png "
+          f"({result['mistakes_shown']} most confident mistakes)")
+    return 0
+
+
+def _predict(args) -> int:
+    from fmnist.evaluation import load_model
+    from fmnist.images import read_inputs
+    from fmnist.predict import predict, render
 
     model = load_model(args.model)
-    dataset = data.load(args.data_dir, verify=not args.skip_checksum)
-    metrics = test_metrics(model, dataset.x_test, dataset.y_test)
-    print(f"test loss {metrics['test_loss']:.4f} accuracy {metrics['test_accuracy']:.4f} ({len(dataset.y_test)} images)")
-    return 0
+    results = predict(model, read_inputs(args.inputs, args.invert))
+    print(render(results, args.format))
+    failed = sum(result["error"] is not None for result in results)
+    if failed:
+        print(f"fmnist: {failed} of {len(results)} inputs failed", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _data(args) -> int:
@@ -156,6 +201,17 @@ def _data(args) -> int:
 
     if args.data_command == "download":
         print(f"downloaded and verified: {data.download(args.cache_dir)}")
+        return 0
+    if args.data_command == "show":
+        from fmnist.errors import UsageError
+        from fmnist.report import plot_samples
+
+        if not 1 <= args.per_class <= 50:
+            raise UsageError(f"--per-class {args.per_class}: must be between 1 and 50")
+        dataset = data.load(args.data_dir, verify=not args.skip_checksum)
+        images, labels = (dataset.x_train, dataset.y_train) if args.split == "train" else (dataset.x_test, dataset.y_test)
+        plot_samples(images, labels, Path(args.output), args.per_class)
+        print(f"wrote {args.output}")
         return 0
     info = data.describe(data.load(args.data_dir, verify=not args.skip_checksum))
     width = max(map(len, info))
@@ -187,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from fmnist.errors import FmnistError
 
-    handlers = {"train": _train, "compare": _compare, "evaluate": _evaluate, "data": _data}
+    handlers = {"train": _train, "compare": _compare, "evaluate": _evaluate, "predict": _predict, "data": _data}
     try:
         return handlers[args.command](args)
     except FmnistError as error:

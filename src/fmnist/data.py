@@ -90,7 +90,7 @@ def find_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
     )
 
 
-def _decompress(path: Path) -> bytes:
+def decompress(path: Path) -> bytes:
     try:
         if path.stat().st_size == 0:
             raise DataError(f"{path}: empty file")
@@ -155,7 +155,7 @@ def _read_pair(folder: Path, prefix: str, verify: bool) -> tuple[np.ndarray, np.
     for kind, parse in (("images-idx3-ubyte", parse_images), ("labels-idx1-ubyte", parse_labels)):
         name = f"{prefix}-{kind}"
         path = folder / (name + ".gz")
-        raw = _decompress(path)
+        raw = decompress(path)
         if verify:
             _check_digest(path, name, raw)
         arrays.append(parse(path, raw))
@@ -201,7 +201,7 @@ def download(cache_dir: Path | None = None) -> Path:
             if (target / name).is_file():
                 continue
             fetched = Path(keras.utils.get_file(fname=name, origin=MIRROR + name, cache_dir=staging, cache_subdir="."))
-            _check_digest(fetched, name[: -len(".gz")], _decompress(fetched))
+            _check_digest(fetched, name[: -len(".gz")], decompress(fetched))
             os.replace(fetched, target / name)
     return target
 

@@ -23,6 +23,17 @@ def model_path(target: str | Path) -> Path:
         raise DataError(f"{path}: empty file")
     if not zipfile.is_zipfile(path):
         raise DataError(f"{path}: not a .keras archive (not a zip file; truncated or another format)")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as error:
+        raise DataError(f"{path}: damaged .keras archive ({error})") from None
+    if damaged is not None:
+        raise DataError(f"{path}: damaged .keras archive ({damaged} fails its checksum)")
+    missing = [name for name in ("config.json", "model.weights.h5") if name not in names]
+    if missing:
+        raise DataError(f"{path}: not a Keras model archive (no {missing[0]} inside)")
     return path
 
 
@@ -52,11 +63,35 @@ def predict_probabilities(model, images: np.ndarray) -> np.ndarray:
 
 def test_metrics(model, images: np.ndarray, labels: np.ndarray) -> dict:
     """Loss (Keras's sparse categorical cross-entropy) and accuracy on raw images."""
+    return metrics_of(predict_probabilities(model, images), labels)
+
+
+def metrics_of(probabilities: np.ndarray, labels: np.ndarray) -> dict:
     import keras
 
-    probabilities = predict_probabilities(model, images)
     losses = keras.losses.sparse_categorical_crossentropy(labels.astype(np.int32), probabilities)
     return {
         "test_loss": float(np.mean(np.asarray(losses))),
         "test_accuracy": float(np.mean(probabilities.argmax(axis=-1) == labels)),
     }
+
+
+def evaluate_report(target: str | Path, images: np.ndarray, labels: np.ndarray) -> dict:
+    """Test metrics, per-class precision/recall/F1, confusion_matrix.png and mistakes.png.
+
+    The files go beside the model (into the run folder), each written atomically; evaluation.json
+    holds the numbers.
+    """
+    from fmnist import artifacts, report
+
+    path = model_path(target)
+    model = load_model(path)
+    probabilities = predict_probabilities(model, images)
+    predicted = probabilities.argmax(axis=-1)
+    result = metrics_of(probabilities, labels) | {"per_class": report.per_class(labels, predicted)}
+    folder = path.parent
+    report.plot_confusion(labels, predicted, folder / "confusion_matrix.png")
+    result["mistakes_shown"] = report.plot_mistakes(images, labels, probabilities, folder / "mistakes.png")
+    artifacts.write_json(folder / "evaluation.json", result)
+    result["folder"] = folder
+    return result
