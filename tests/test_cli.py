@@ -11,7 +11,7 @@ import pytest
 from fmnist.cli import main
 from test_data import DAMAGES
 
-RUN_FILES = {"config.json", "history.csv", "metrics.json", "model.keras", "learning_curves.png"}
+RUN_FILES = {"config.json", "history.csv", "metrics.json", "model.keras", "learning_curves.png", "checkpoint.npz"}
 
 
 def _history(run_dir):

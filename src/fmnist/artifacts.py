@@ -33,6 +33,12 @@ def atomic_path(path: Path) -> Iterator[Path]:
             temporary.unlink()
 
 
+def remove_temporaries(folder: Path) -> None:
+    """Delete temporary files a killed process left behind (never a published file)."""
+    for stale in Path(folder).glob(".*.tmp-*"):
+        stale.unlink(missing_ok=True)
+
+
 def write_bytes(path: Path, payload: bytes) -> None:
     with atomic_path(path) as temporary:
         temporary.write_bytes(payload)

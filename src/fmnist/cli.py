@@ -7,7 +7,9 @@ unusable data. Errors are one line; ``--debug`` shows the traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -36,25 +38,57 @@ def _data_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _train_options(parser: argparse.ArgumentParser, normalization: bool = True) -> None:
+    """The settings of TrainConfig. Defaults are None here so that `--resume` knows what was named."""
     from fmnist.config import ENGINES, TrainConfig
     from fmnist.normalization import METHODS
 
     defaults = TrainConfig()
-    parser.add_argument("--epochs", type=int, default=defaults.epochs, help="epochs to train (default %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="default %(default)s")
-    parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate, help="SGD learning rate (default %(default)s)")
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="initialization and shuffle seed (default %(default)s)")
+    parser.add_argument("--epochs", type=int, help=f"epochs to train (default {defaults.epochs})")
+    parser.add_argument("--batch-size", type=int, help=f"default {defaults.batch_size}")
+    parser.add_argument("--learning-rate", type=float, help=f"SGD learning rate (default {defaults.learning_rate})")
+    parser.add_argument("--seed", type=int, help=f"initialization and shuffle seed (default {defaults.seed})")
     if normalization:
         parser.add_argument(
-        "--normalization", default=defaults.normalization, metavar="METHOD",
-        help=f"input normalization, fitted on the training split and saved inside the model "
-        f"(default %(default)s): {', '.join(METHODS)}; see the list below",
+            "--normalization", metavar="METHOD",
+            help=f"input normalization, fitted on the training split and saved inside the model "
+            f"(default {defaults.normalization}): {', '.join(METHODS)}; see the list below",
         )
-    parser.add_argument("--valid-size", type=int, default=defaults.valid_size,
-                        help="the first N training images are validation (default %(default)s)")
-    parser.add_argument("--engine", default=defaults.engine, choices=ENGINES,
+    parser.add_argument("--valid-size", type=int,
+                        help=f"the first N training images are validation (default {defaults.valid_size})")
+    parser.add_argument("--engine", choices=ENGINES,
                         help="fused: one compiled program per epoch (JAX); keras: model.fit; auto: fused on JAX (default)")
     _data_options(parser)
+
+
+SETTINGS = ("epochs", "batch_size", "learning_rate", "seed", "normalization", "valid_size", "engine", "data_dir")
+
+
+def _given(args) -> dict:
+    """The TrainConfig settings named on the command line."""
+    given = {key: getattr(args, key) for key in SETTINGS if getattr(args, key, None) is not None}
+    if args.skip_checksum:
+        given["verify"] = False
+    return given
+
+
+@contextlib.contextmanager
+def _stop_on_signals():
+    """SIGINT/SIGTERM ask training to stop at the next safe point; a second one stops at once."""
+    received = []
+
+    def handler(number, frame):
+        if received:
+            raise KeyboardInterrupt
+        received.append(number)
+        print(f"\nfmnist: {signal.Signals(number).name} received; stopping after this epoch "
+              "(send it again to stop at once; the last checkpoint stays)", file=sys.stderr)
+
+    previous = {number: signal.signal(number, handler) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield lambda: received[0] if received else None
+    finally:
+        for number, old in previous.items():
+            signal.signal(number, old)
 
 
 def _methods_epilog() -> str:
@@ -83,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     _train_options(train)
     train.add_argument("--output-dir", metavar="FOLDER", help="run folder (new or empty; default runs/<UTC time>-<name>)")
     train.add_argument("--name", default="tutorial", help="run name, the run folder's suffix (default %(default)s)")
+    train.add_argument("--resume", metavar="RUN_DIR",
+                       help="continue RUN_DIR after its last checkpointed epoch with its recorded settings "
+                       "(--epochs may be raised; options that change the result are refused)")
     train.add_argument("--quiet", action="store_true", help="no per-epoch lines")
 
     compare = commands.add_parser(
@@ -91,12 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
         "`fmnist train`; writes runs.csv, summary.csv, val_accuracy.png and loss.png.",
         epilog=_methods_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    compare.add_argument("--methods", default="none,rescale,standard,per-pixel",
-                         help="comma-separated normalization methods (default %(default)s)")
-    compare.add_argument("--seeds", type=int, default=3, help="seeds per method: --seed, --seed+1, … (default %(default)s)")
-    compare.add_argument("--baseline", default="standard", help="method the others are tested against (default %(default)s)")
+    compare.add_argument("--methods", help=f"comma-separated normalization methods (default {COMPARE_DEFAULTS['methods']})")
+    compare.add_argument("--seeds", type=int, help=f"seeds per method: --seed, --seed+1, … (default {COMPARE_DEFAULTS['seeds']})")
+    compare.add_argument("--baseline", help=f"method the others are tested against (default {COMPARE_DEFAULTS['baseline']})")
     _train_options(compare, normalization=False)
     compare.add_argument("--output-dir", metavar="FOLDER", help="comparison folder (new or empty; default runs/<UTC time>-compare)")
+    compare.add_argument("--resume", metavar="FOLDER",
+                         help="finish an interrupted comparison with its recorded settings (other options are not allowed)")
 
     evaluate = commands.add_parser(
         "evaluate", help="test metrics, per-class scores, confusion matrix and mistakes of a saved model",
@@ -132,15 +170,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _train(args) -> int:
     from fmnist.config import TrainConfig
+    from fmnist.errors import UsageError
     from fmnist.progress import Progress
-    from fmnist.train import train
+    from fmnist.train import resume_config, train
 
-    config = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed,
-        normalization=args.normalization, valid_size=args.valid_size, engine=args.engine, name=args.name,
-        data_dir=args.data_dir, verify=not args.skip_checksum,
-    )
-    result = train(config, args.output_dir, progress=Progress(config.epochs, quiet=args.quiet))
+    if args.resume:
+        if args.output_dir:
+            raise UsageError("--resume names the run folder; --output-dir cannot be used with it")
+        config, output_dir = resume_config(args.resume, _given(args)), args.resume
+    else:
+        config, output_dir = TrainConfig(**_given(args), name=args.name), args.output_dir
+    with _stop_on_signals() as should_stop:
+        result = train(config, output_dir, resume=bool(args.resume), should_stop=should_stop,
+                       progress=Progress(config.epochs, quiet=args.quiet))
     last = result.history[-1]
     print(
         f"done: epoch {last['epoch']} val_accuracy {last['val_accuracy']:.4f}; "
@@ -150,19 +192,32 @@ def _train(args) -> int:
     return 0
 
 
-def _compare(args) -> int:
-    from fmnist.compare import compare, format_table, parse_methods
-    from fmnist.config import TrainConfig
+COMPARE_DEFAULTS = {"methods": "none,rescale,standard,per-pixel", "seeds": 3, "baseline": "standard"}
 
-    config = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed,
-        valid_size=args.valid_size, engine=args.engine, data_dir=args.data_dir, verify=not args.skip_checksum,
-    )
-    result = compare(parse_methods(args.methods), args.seeds, config, args.output_dir, args.baseline)
+
+def _compare(args) -> int:
+    from fmnist.compare import compare, format_table, parse_methods, resume_arguments
+    from fmnist.config import TrainConfig
+    from fmnist.errors import UsageError
+
+    named = _given(args) | {key: getattr(args, key) for key in COMPARE_DEFAULTS if getattr(args, key) is not None}
+    if args.resume:
+        if named or args.output_dir:
+            raise UsageError(f"--resume {args.resume}: the comparison's recorded settings are used; "
+                             f"drop --{next(iter(named or {'output_dir': 0})).replace('_', '-')}")
+        recorded = resume_arguments(args.resume)
+        methods, seeds, baseline, config = (recorded[key] for key in ("methods", "seeds", "baseline", "config"))
+    else:
+        options = COMPARE_DEFAULTS | named
+        methods, seeds, baseline = parse_methods(options["methods"]), options["seeds"], options["baseline"]
+        config = TrainConfig(**_given(args))
+    with _stop_on_signals() as should_stop:
+        result = compare(methods, seeds, config, args.resume or args.output_dir, baseline,
+                         resume=bool(args.resume), should_stop=should_stop)
     print()
     print(format_table(result.summary))
     print(f"\n±: half-width of the 95% Student-t interval across seeds; vs baseline: mean paired difference in "
-          f"test accuracy against {args.baseline}, paired by seed, with the paired t-test's p-value")
+          f"test accuracy against {baseline}, paired by seed, with the paired t-test's p-value")
     print(f"files in {result.folder}: runs.csv, summary.csv, val_accuracy.png, loss.png, one folder per run")
     return 0
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from fmnist import artifacts, data, normalization
 from fmnist.config import TrainConfig
-from fmnist.errors import TrainingFailed, UsageError
+from fmnist.errors import Interrupted, TrainingFailed, UsageError
 from fmnist.progress import Progress
 from fmnist.train import new_run_dir, train
 
@@ -177,15 +177,24 @@ class Comparison:
 
 
 def compare(methods: list[str], seeds: int, config: TrainConfig, output_dir=None, baseline: str = "standard",
-            *, runs_root="runs", log=print) -> Comparison:
-    """Train every method with seeds config.seed, config.seed+1, …; write runs.csv, summary.csv and plots."""
+            *, resume: bool = False, runs_root="runs", log=print, should_stop=None) -> Comparison:
+    """Train every method with seeds config.seed, config.seed+1, …; write runs.csv, summary.csv and plots.
+
+    ``resume``: ``output_dir`` is an earlier comparison; finished runs are kept, an interrupted run is
+    resumed from its checkpoint, and the rest are trained.
+    """
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise UsageError(f"--seeds {seeds}: must be an integer >= 1")
     if baseline not in methods:
         raise UsageError(f"--baseline {baseline!r} is not among --methods ({', '.join(methods)})")
     dataset = data.load(config.data_dir, verify=config.verify)  # once, shared by every run
     data.split(dataset, config.valid_size)  # a bad --valid-size fails before any folder is made
-    folder = new_run_dir(output_dir, "compare", runs_root)
+    if resume:
+        folder = Path(output_dir)
+    else:
+        folder = new_run_dir(output_dir, "compare", runs_root)
+        artifacts.write_json(folder / "compare.json", {"methods": methods, "seeds": seeds, "baseline": baseline,
+                                                       "settings": dataclasses.asdict(config)})
     rows, histories = [], {method: [] for method in methods}
     total = len(methods) * seeds
     for method in methods:
@@ -193,11 +202,19 @@ def compare(methods: list[str], seeds: int, config: TrainConfig, output_dir=None
             run_config = dataclasses.replace(config, normalization=method, seed=seed, name=f"{method}-seed{seed}")
             run_dir = folder / run_config.name
             started = time.perf_counter()
-            try:
-                train(run_config, run_dir, progress=Progress(config.epochs, quiet=True), log=lambda *_: None,
-                      dataset=dataset)
-            except TrainingFailed:
-                pass  # recorded in the run's metrics.json; a result, not a crash
+            if not (resume and (run_dir / "metrics.json").exists()):
+                stop = should_stop() if should_stop else None
+                if stop:
+                    raise Interrupted(stop, f"before run {len(rows) + 1}/{total}", f"fmnist compare --resume {folder}")
+                try:
+                    train(run_config, run_dir, resume=resume and (run_dir / "config.json").exists(),
+                          progress=Progress(config.epochs, quiet=True), log=lambda *_: None, dataset=dataset,
+                          should_stop=should_stop)
+                except TrainingFailed:
+                    pass  # recorded in the run's metrics.json; a result, not a crash
+                except Interrupted as stopped:
+                    raise Interrupted(stopped.signal_number, f"during run {len(rows) + 1}/{total}",
+                                      f"fmnist compare --resume {folder}") from None
             row = _run_row(method, seed, run_dir, time.perf_counter() - started)
             rows.append(row)
             histories[method].append(artifacts.read_history(run_dir / "history.csv"))
@@ -209,3 +226,13 @@ def compare(methods: list[str], seeds: int, config: TrainConfig, output_dir=None
     plot_across_seeds(histories, "val_accuracy", folder / "val_accuracy.png")
     plot_across_seeds(histories, "loss", folder / "loss.png", log_scale=True)
     return Comparison(folder, rows, summary)
+
+
+def resume_arguments(folder) -> dict:
+    """What an earlier comparison in ``folder`` was asked to do (from its compare.json)."""
+    path = Path(folder) / "compare.json"
+    if not path.is_file():
+        raise UsageError(f"--resume {folder}: not a comparison folder (no compare.json)")
+    recorded = artifacts.read_json(path)
+    return {"methods": recorded["methods"], "seeds": recorded["seeds"], "baseline": recorded["baseline"],
+            "config": TrainConfig(**recorded["settings"])}

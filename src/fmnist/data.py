@@ -46,6 +46,7 @@ class Dataset:
     y_test: np.ndarray
     source: Path
     verified: bool  # True when every file matched the pinned SHA-256
+    digests: dict = dataclasses.field(default_factory=dict)  # file name -> SHA-256 of its decompressed content
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,8 +108,7 @@ def decompress(path: Path) -> bytes:
     return raw
 
 
-def _check_digest(path: Path, name: str, raw: bytes) -> None:
-    digest = hashlib.sha256(raw).hexdigest()
+def _check_digest(path: Path, name: str, digest: str) -> None:
     if digest == PINNED[name][0]:
         return
     other = next((other for other, (pin, _) in PINNED.items() if pin == digest), None)
@@ -150,14 +150,15 @@ def parse_labels(path: Path, raw: bytes) -> np.ndarray:
     return labels
 
 
-def _read_pair(folder: Path, prefix: str, verify: bool) -> tuple[np.ndarray, np.ndarray]:
+def _read_pair(folder: Path, prefix: str, verify: bool, digests: dict) -> tuple[np.ndarray, np.ndarray]:
     arrays = []
     for kind, parse in (("images-idx3-ubyte", parse_images), ("labels-idx1-ubyte", parse_labels)):
         name = f"{prefix}-{kind}"
         path = folder / (name + ".gz")
         raw = decompress(path)
+        digests[name] = hashlib.sha256(raw).hexdigest()
         if verify:
-            _check_digest(path, name, raw)
+            _check_digest(path, name, digests[name])
         arrays.append(parse(path, raw))
     images, labels = arrays
     if len(images) != len(labels):
@@ -170,9 +171,10 @@ def _read_pair(folder: Path, prefix: str, verify: bool) -> tuple[np.ndarray, np.
 def load(data_dir: str | os.PathLike | None = None, verify: bool = True) -> Dataset:
     """Read and check the four files; every failure is a DataError naming the file."""
     folder = find_data_dir(data_dir)
-    x_train, y_train = _read_pair(folder, "train", verify)
-    x_test, y_test = _read_pair(folder, "t10k", verify)
-    return Dataset(x_train, y_train, x_test, y_test, source=folder, verified=verify)
+    digests: dict = {}
+    x_train, y_train = _read_pair(folder, "train", verify, digests)
+    x_test, y_test = _read_pair(folder, "t10k", verify, digests)
+    return Dataset(x_train, y_train, x_test, y_test, source=folder, verified=verify, digests=digests)
 
 
 def split(dataset: Dataset, valid_size: int = 5000) -> Splits:
@@ -201,7 +203,7 @@ def download(cache_dir: Path | None = None) -> Path:
             if (target / name).is_file():
                 continue
             fetched = Path(keras.utils.get_file(fname=name, origin=MIRROR + name, cache_dir=staging, cache_subdir="."))
-            _check_digest(fetched, name[: -len(".gz")], decompress(fetched))
+            _check_digest(fetched, name[: -len(".gz")], hashlib.sha256(decompress(fetched)).hexdigest())
             os.replace(fetched, target / name)
     return target
 

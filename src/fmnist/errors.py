@@ -25,3 +25,15 @@ class TrainingFailed(FmnistError):
     """Training ran but its result cannot be trusted (for example a non-finite loss)."""
 
     exit_code = 1
+
+
+class Interrupted(FmnistError):
+    """Stopped by SIGINT or SIGTERM at a safe point; the checkpoint is kept. Exits 128 + the signal."""
+
+    def __init__(self, signal_number: int, where: str, resume_command: str):
+        import signal
+
+        self.signal_number = signal_number
+        self.exit_code = 128 + signal_number  # 130 for SIGINT (Ctrl-C), 143 for SIGTERM
+        name = signal.Signals(signal_number).name
+        super().__init__(f"stopped by {name} {where}; checkpoint kept. Resume with: {resume_command}")

@@ -28,7 +28,8 @@ class FusedEngine:
     def __init__(self, model: keras.Model, splits, config, progress):
         self.model, self.config, self.progress = model, config, progress
         self.loss_fn = keras.losses.SparseCategoricalCrossentropy()
-        model.optimizer.build(model.trainable_variables)
+        if not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
         self.x = jax.device_put(splits.x_train)
         self.y = jax.device_put(splits.y_train.astype(np.int32))
         self.x_valid = jax.device_put(splits.x_valid)

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from fmnist import artifacts, data, engines, normalization
+from fmnist import artifacts, checkpoint, data, engines, normalization
 from fmnist.config import TrainConfig
-from fmnist.errors import TrainingFailed, UsageError
+from fmnist.errors import Interrupted, TrainingFailed, UsageError
 from fmnist.progress import Progress
 
 
@@ -102,16 +102,70 @@ def _finite(row: dict) -> bool:
     return all(math.isfinite(row[key]) for key in ("loss", "accuracy", "val_loss", "val_accuracy"))
 
 
+# Settings that change the numbers a run produces; resuming refuses to change them.
+RESULT_SETTINGS = ("seed", "batch_size", "normalization", "learning_rate", "engine", "valid_size", "verify")
+
+
+def resume_config(run_dir: str | os.PathLike, given: dict) -> TrainConfig:
+    """The settings recorded in ``run_dir``; ``given`` (the options the user named) may raise --epochs
+    or point --data-dir elsewhere, but may not change anything in RESULT_SETTINGS."""
+    import keras
+
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise UsageError(f"--resume {run_dir}: not a run folder (no config.json)")
+    recorded = artifacts.read_json(path)["settings"]
+    for key, value in given.items():
+        if key == "engine":
+            value = engines.resolve(value, keras.backend.backend())
+        if key in RESULT_SETTINGS and value != recorded[key]:
+            option = "--skip-checksum" if key == "verify" else f"--{key.replace('_', '-')} {value}"
+            raise UsageError(f"--resume {run_dir}: {option} differs from the run's {key} {recorded[key]!r}; "
+                             "resuming refuses changes that alter the result")
+    return TrainConfig(**(recorded | {key: given[key] for key in ("epochs", "data_dir") if key in given}))
+
+
+def _open_run_dir(config, output_dir, runs_root, resume, dataset, stats, engine_name) -> Path:
+    """A new run folder with its config.json, or (resume) the existing one after checking its data."""
+    if resume:
+        run_dir = Path(output_dir)
+        recorded = artifacts.read_json(run_dir / "config.json")
+        if recorded["data"].get("digests") != dataset.digests:
+            raise UsageError(f"--resume {run_dir}: the data in {dataset.source} differ from the run's "
+                             f"({recorded['data']['source']}); resuming refuses other data")
+        artifacts.remove_temporaries(run_dir)  # left by a process killed while writing
+        if recorded["settings"]["epochs"] == config.epochs:
+            return run_dir
+        recorded["settings"]["epochs"] = config.epochs
+        artifacts.write_json(run_dir / "config.json", recorded)
+        return run_dir
+    run_dir = new_run_dir(output_dir, config.name, runs_root)
+    artifacts.write_json(
+        run_dir / "config.json",
+        {"settings": dataclasses.asdict(config) | {"engine": engine_name},
+         "data": {"source": str(dataset.source), "verified": dataset.verified, "digests": dataset.digests},
+         "normalization_stats": stats, "environment": environment(), "command": sys.argv},
+    )
+    return run_dir
+
+
 def train(
     config: TrainConfig,
     output_dir: str | os.PathLike | None = None,
     *,
+    resume: bool = False,
     runs_root: str | os.PathLike = "runs",
     progress: Progress | None = None,
     log=print,
     dataset: data.Dataset | None = None,
+    should_stop=None,
 ) -> RunResult:
-    """Train one run and write its folder. Raises TrainingFailed (after writing what it has) on divergence."""
+    """Train one run and write its folder, checkpointing every epoch.
+
+    ``resume``: continue the run in ``output_dir`` after its last checkpointed epoch. ``should_stop``:
+    polled after each epoch's checkpoint; when it returns a signal number, training stops there with
+    ``Interrupted``. Raises TrainingFailed (after writing what it has) on a non-finite loss.
+    """
     import keras
 
     from fmnist.evaluation import test_metrics
@@ -128,31 +182,38 @@ def train(
     high, low = scaled_range(config.normalization, stats, splits.x_train)
     log(f"scaled training range ({config.normalization}): {high!s} {low!s}")
 
-    run_dir = new_run_dir(output_dir, config.name, runs_root)
-    settings = dataclasses.asdict(config) | {"engine": engine_name}
-    artifacts.write_json(
-        run_dir / "config.json",
-        {"settings": settings, "data": {"source": str(dataset.source), "verified": dataset.verified},
-         "normalization_stats": stats, "environment": environment(), "command": sys.argv},
-    )
+    saved = checkpoint.load(Path(output_dir)) if resume else None
+    if saved and saved.epoch > config.epochs:
+        raise UsageError(f"--epochs {config.epochs}: the run in {output_dir} has already trained {saved.epoch} epochs")
+    run_dir = _open_run_dir(config, output_dir, runs_root, resume, dataset, stats, engine_name)
 
     keras.utils.set_random_seed(config.seed)  # initialization comes from the run's seed
     model = build_model(config.normalization, stats, config.learning_rate)
+    history: list[dict] = []
+    if saved:
+        checkpoint.restore(model, saved, run_dir)
+        history = saved.history
+        log(f"resuming {run_dir} after epoch {saved.epoch}")
+    artifacts.write_csv(run_dir / "history.csv", history, artifacts.HISTORY_COLUMNS)  # consistent with the checkpoint
     progress = progress or Progress(config.epochs)
     engine = engines.create(engine_name, model, splits, config, progress)
 
-    history: list[dict] = []
     diverged_at = None
-    for epoch in range(1, config.epochs + 1):
+    for epoch in range(len(history) + 1, config.epochs + 1):
         epoch_started = time.perf_counter()
         row = {"epoch": epoch, **engine.train_epoch(epoch)}
         row["epoch_seconds"] = time.perf_counter() - epoch_started
         history.append(row)
         progress.finish(row)
-        artifacts.write_csv(run_dir / "history.csv", history, artifacts.HISTORY_COLUMNS)
         if not _finite(row):
             diverged_at = epoch
+            artifacts.write_csv(run_dir / "history.csv", history, artifacts.HISTORY_COLUMNS)
             break
+        checkpoint.save(run_dir, model, epoch, history)  # first the checkpoint, then the history it covers
+        artifacts.write_csv(run_dir / "history.csv", history, artifacts.HISTORY_COLUMNS)
+        signal_number = should_stop() if should_stop else None
+        if signal_number and epoch < config.epochs:
+            raise Interrupted(signal_number, f"after epoch {epoch}", f"fmnist train --resume {run_dir}")
 
     metrics = {"diverged": diverged_at is not None, "split_sizes": splits.sizes()}
     if diverged_at is None:
