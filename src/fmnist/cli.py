@@ -7,13 +7,12 @@ unusable data. Errors are one line; ``--debug`` shows the traceback.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import signal
 import sys
 from pathlib import Path
 
 from fmnist import __version__
+from fmnist.runtime import stop_on_signals, use_compilation_cache
 
 PREDICT_DESCRIPTION = """Classify images with a saved model (loaded in safe mode).
 
@@ -63,32 +62,16 @@ def _train_options(parser: argparse.ArgumentParser, normalization: bool = True) 
 SETTINGS = ("epochs", "batch_size", "learning_rate", "seed", "normalization", "valid_size", "engine", "data_dir")
 
 
+def _option(key: str) -> str:
+    return "--skip-checksum" if key == "verify" else "--" + key.replace("_", "-")
+
+
 def _given(args) -> dict:
     """The TrainConfig settings named on the command line."""
     given = {key: getattr(args, key) for key in SETTINGS if getattr(args, key, None) is not None}
     if args.skip_checksum:
         given["verify"] = False
     return given
-
-
-@contextlib.contextmanager
-def _stop_on_signals():
-    """SIGINT/SIGTERM ask training to stop at the next safe point; a second one stops at once."""
-    received = []
-
-    def handler(number, frame):
-        if received:
-            raise KeyboardInterrupt
-        received.append(number)
-        print(f"\nfmnist: {signal.Signals(number).name} received; stopping after this epoch "
-              "(send it again to stop at once; the last checkpoint stays)", file=sys.stderr)
-
-    previous = {number: signal.signal(number, handler) for number in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield lambda: received[0] if received else None
-    finally:
-        for number, old in previous.items():
-            signal.signal(number, old)
 
 
 def _methods_epilog() -> str:
@@ -180,7 +163,7 @@ def _train(args) -> int:
         config, output_dir = resume_config(args.resume, _given(args)), args.resume
     else:
         config, output_dir = TrainConfig(**_given(args), name=args.name), args.output_dir
-    with _stop_on_signals() as should_stop:
+    with stop_on_signals() as should_stop:
         result = train(config, output_dir, resume=bool(args.resume), should_stop=should_stop,
                        progress=Progress(config.epochs, quiet=args.quiet))
     last = result.history[-1]
@@ -202,16 +185,17 @@ def _compare(args) -> int:
 
     named = _given(args) | {key: getattr(args, key) for key in COMPARE_DEFAULTS if getattr(args, key) is not None}
     if args.resume:
-        if named or args.output_dir:
+        extra = [_option(key) for key in named] + (["--output-dir"] if args.output_dir else [])
+        if extra:
             raise UsageError(f"--resume {args.resume}: the comparison's recorded settings are used; "
-                             f"drop --{next(iter(named or {'output_dir': 0})).replace('_', '-')}")
+                             f"drop {', '.join(extra)}")
         recorded = resume_arguments(args.resume)
         methods, seeds, baseline, config = (recorded[key] for key in ("methods", "seeds", "baseline", "config"))
     else:
         options = COMPARE_DEFAULTS | named
         methods, seeds, baseline = parse_methods(options["methods"]), options["seeds"], options["baseline"]
         config = TrainConfig(**_given(args))
-    with _stop_on_signals() as should_stop:
+    with stop_on_signals() as should_stop:
         result = compare(methods, seeds, config, args.resume or args.output_dir, baseline,
                          resume=bool(args.resume), should_stop=should_stop)
     print()
@@ -275,26 +259,10 @@ def _data(args) -> int:
     return 0
 
 
-def _use_compilation_cache() -> None:
-    """Keep JAX's compiled programs (initializers, the epoch, predict) on disk between runs.
-
-    Every process otherwise recompiles the same small programs (about 2 s per run on 2 cores). The cache
-    is ``$XDG_CACHE_HOME/fmnist/jax`` (default ~/.cache); it holds the compiled form of identical
-    programs, so results do not change. ``FMNIST_COMPILATION_CACHE=off`` or your own
-    ``JAX_COMPILATION_CACHE_DIR`` turns it off or moves it. Must run before JAX is imported.
-    """
-    if os.environ.get("FMNIST_COMPILATION_CACHE") == "off" or "JAX_COMPILATION_CACHE_DIR" in os.environ:
-        return
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    os.environ["JAX_COMPILATION_CACHE_DIR"] = os.path.join(base, "fmnist", "jax")
-    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
-
-
 def main(argv: list[str] | None = None) -> int:
     # The backend and JAX's settings are chosen before anything imports Keras.
     os.environ.setdefault("KERAS_BACKEND", "jax")
-    _use_compilation_cache()
+    use_compilation_cache()
     args = build_parser().parse_args(argv)
     from fmnist.errors import FmnistError
 

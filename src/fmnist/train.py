@@ -59,14 +59,16 @@ def environment() -> dict:
         "backend": backend,
         "numpy": np.__version__,
         "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "compilation_cache": os.environ.get("JAX_COMPILATION_CACHE_DIR", ""),
     }
     if backend == "jax":
         import jax
+        import jaxlib
 
         device = jax.devices()[0]
-        info.update(jax=jax.__version__, device=f"{device.platform}:{device.device_kind}")
+        info.update(jax=jax.__version__, jaxlib=jaxlib.__version__, device=f"{device.platform}:{device.device_kind}")
     elif backend == "tensorflow":
         import tensorflow as tf
 
