@@ -163,3 +163,38 @@ def test_real_data_matches_the_tutorial(real_dir):
     assert (len(dataset.y_train), len(dataset.y_test)) == (60_000, 10_000)
     info = data.describe(dataset)
     assert (info["pixel_max"], info["pixel_min"]) == (255, 0)
+
+
+def _fake_get_file(source_folder, calls):
+    def get_file(fname, origin, cache_dir, cache_subdir):
+        calls.append(origin)
+        target = Path(cache_dir) / cache_subdir / fname
+        target.write_bytes((source_folder / fname).read_bytes())
+        return str(target)
+
+    return get_file
+
+
+def test_download_rejects_other_content_and_leaves_the_cache_as_it_was(tmp_path, tiny_dir, monkeypatch):
+    import keras
+
+    calls = []
+    monkeypatch.setattr(keras.utils, "get_file", _fake_get_file(tiny_dir, calls))
+    cache = tmp_path / "cache"
+    with pytest.raises(DataError, match="train-images-idx3-ubyte.gz: content differs"):
+        data.download(cache)
+    assert calls == [data.MIRROR + "train-images-idx3-ubyte.gz"]
+    assert list(cache.iterdir()) == []  # nothing half-done, no staging folder left
+
+
+@pytest.mark.integration
+def test_download_verifies_and_fills_the_cache(tmp_path, real_dir, monkeypatch):
+    import keras
+
+    calls = []
+    monkeypatch.setattr(keras.utils, "get_file", _fake_get_file(real_dir, calls))
+    cache = data.download(tmp_path / "cache")
+    assert sorted(p.name for p in cache.iterdir()) == sorted(data.FILES) and len(calls) == 4
+    assert data.load(cache).verified
+    data.download(cache)  # already there: nothing fetched again
+    assert len(calls) == 4

@@ -75,3 +75,13 @@ def test_scaled_range_equals_the_range_over_every_image(method, images):
     stats = normalization.get(method).fit(images)
     everything = _apply(method, stats, images)
     assert scaled_range(method, stats, images) == (everything.max(), everything.min())
+
+
+@pytest.mark.parametrize("method", sorted(normalization.METHODS))
+def test_every_method_saves_and_reloads_in_safe_mode(method, images, tmp_path):
+    from fmnist.evaluation import load_model
+
+    model = build_model(method, normalization.get(method).fit(images))
+    model.save(tmp_path / "model.keras")
+    reloaded = load_model(tmp_path / "model.keras")  # safe mode, .keras only
+    np.testing.assert_array_equal(reloaded.predict(images, verbose=0), model.predict(images, verbose=0))
