@@ -120,6 +120,8 @@ def test_evaluate_refuses_a_non_model(tmp_path, capsys):
 def test_debug_shows_the_traceback(tiny_args):
     with pytest.raises(Exception, match="unknown normalization"):
         main(["--debug", "train", *tiny_args, "--normalization", "zscore"])
+    with pytest.raises(Exception, match="unknown normalization"):
+        main(["train", *tiny_args, "--normalization", "zscore", "--debug"])
 
 
 def test_help_lists_every_normalization(capsys):

@@ -148,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     _data_options(info)
     download = data_commands.add_parser("download", help="fetch the files from the upstream mirror into the Keras cache")
     download.add_argument("--cache-dir", metavar="FOLDER", help="default $KERAS_HOME/datasets/fashion-mnist")
+    for command in (train, compare, evaluate, predict, show, info, download):  # `fmnist train --debug` works too
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     return parser
 
 
