@@ -56,11 +56,10 @@ def load(run_dir: Path) -> Checkpoint | None:
     try:
         with np.load(path, allow_pickle=False) as stored:
             meta = json.loads(str(stored["meta"]))
-            arrays = {
-                group: [stored[key] for key in sorted((k for k in stored.files if k.rsplit("_", 1)[0] == group),
-                                                      key=lambda k: int(k.rsplit("_", 1)[1]))]
-                for group in GROUPS
-            }
+            arrays = {}
+            for group in GROUPS:  # keys are f"{group}_{index}"; "non_trainable_" does not start with "trainable_"
+                count = sum(key.startswith(f"{group}_") for key in stored.files)
+                arrays[group] = [stored[f"{group}_{index}"] for index in range(count)]
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as error:
         raise DataError(f"{path}: damaged checkpoint ({error})") from None
     return Checkpoint(int(meta["epoch"]), meta["history"], arrays)

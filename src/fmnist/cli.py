@@ -208,17 +208,24 @@ def _compare(args) -> int:
     return 0
 
 
-def _evaluate(args) -> int:
+def _load_data(args):
     from fmnist import data
-    from fmnist.evaluation import evaluate_report, model_path
+
+    return data.load(args.data_dir, verify=not args.skip_checksum)
+
+
+def _evaluate(args) -> int:
+    from fmnist.evaluation import evaluate_report, load_model
     from fmnist.report import format_per_class
 
-    model_path(args.model)  # a bad model path is reported before the data are read
-    dataset = data.load(args.data_dir, verify=not args.skip_checksum)
-    result = evaluate_report(args.model, dataset.x_test, dataset.y_test)
+    model = load_model(args.model)  # a bad model file is reported before the data are read
+    dataset = _load_data(args)
+    target = Path(args.model)
+    folder = target if target.is_dir() else target.parent  # the run folder
+    result = evaluate_report(model, folder, dataset.x_test, dataset.y_test)
     print(f"test loss {result['test_loss']:.4f} accuracy {result['test_accuracy']:.4f} ({len(dataset.y_test)} images)")
     print(format_per_class(result["per_class"]))
-    print(f"files in {result['folder']}: evaluation.json, confusion_matrix.png, mistakes.png "
+    print(f"files in {folder}: evaluation.json, confusion_matrix.png, mistakes.png "
           f"({result['mistakes_shown']} most confident mistakes)")
     return 0
 
@@ -249,12 +256,12 @@ def _data(args) -> int:
 
         if not 1 <= args.per_class <= 50:
             raise UsageError(f"--per-class {args.per_class}: must be between 1 and 50")
-        dataset = data.load(args.data_dir, verify=not args.skip_checksum)
+        dataset = _load_data(args)
         images, labels = (dataset.x_train, dataset.y_train) if args.split == "train" else (dataset.x_test, dataset.y_test)
         plot_samples(images, labels, Path(args.output), args.per_class)
         print(f"wrote {args.output}")
         return 0
-    info = data.describe(data.load(args.data_dir, verify=not args.skip_checksum))
+    info = data.describe(_load_data(args))
     width = max(map(len, info))
     for key, value in info.items():
         print(f"{key + ':':{width + 1}} {value:.4f}" if isinstance(value, float) else f"{key + ':':{width + 1}} {value}")

@@ -40,8 +40,7 @@ def parse_methods(text: str) -> list[str]:
     return methods
 
 
-def _run_row(method: str, seed: int, run_dir: Path, seconds: float) -> dict:
-    history = artifacts.read_history(run_dir / "history.csv")
+def _run_row(method: str, seed: int, run_dir: Path, history: list[dict], seconds: float) -> dict:
     metrics = artifacts.read_json(run_dir / "metrics.json")
     last = history[-1]
     finite = [row for row in history if math.isfinite(row["val_accuracy"])]
@@ -215,9 +214,10 @@ def compare(methods: list[str], seeds: int, config: TrainConfig, output_dir=None
                 except Interrupted as stopped:
                     raise Interrupted(stopped.signal_number, f"during run {len(rows) + 1}/{total}",
                                       f"fmnist compare --resume {folder}") from None
-            row = _run_row(method, seed, run_dir, time.perf_counter() - started)
+            history = artifacts.read_history(run_dir / "history.csv")
+            row = _run_row(method, seed, run_dir, history, time.perf_counter() - started)
             rows.append(row)
-            histories[method].append(artifacts.read_history(run_dir / "history.csv"))
+            histories[method].append(history)
             artifacts.write_csv(folder / "runs.csv", rows, RUN_COLUMNS)
             log(f"[{len(rows)}/{total}] {method} seed {seed}: {row['status']}, val_accuracy {row['val_accuracy']:.4f}, "
                 f"test_accuracy {row['test_accuracy']:.4f} ({row['seconds']:.1f}s)")

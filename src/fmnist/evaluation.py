@@ -76,22 +76,18 @@ def metrics_of(probabilities: np.ndarray, labels: np.ndarray) -> dict:
     }
 
 
-def evaluate_report(target: str | Path, images: np.ndarray, labels: np.ndarray) -> dict:
+def evaluate_report(model, folder: Path, images: np.ndarray, labels: np.ndarray) -> dict:
     """Test metrics, per-class precision/recall/F1, confusion_matrix.png and mistakes.png.
 
-    The files go beside the model (into the run folder), each written atomically; evaluation.json
+    The files go into ``folder`` (the model's run folder), each written atomically; evaluation.json
     holds the numbers.
     """
     from fmnist import artifacts, report
 
-    path = model_path(target)
-    model = load_model(path)
     probabilities = predict_probabilities(model, images)
     predicted = probabilities.argmax(axis=-1)
     result = metrics_of(probabilities, labels) | {"per_class": report.per_class(labels, predicted)}
-    folder = path.parent
     report.plot_confusion(labels, predicted, folder / "confusion_matrix.png")
     result["mistakes_shown"] = report.plot_mistakes(images, labels, probabilities, folder / "mistakes.png")
     artifacts.write_json(folder / "evaluation.json", result)
-    result["folder"] = folder
     return result

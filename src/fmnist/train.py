@@ -207,12 +207,12 @@ def train(
         row["epoch_seconds"] = time.perf_counter() - epoch_started
         history.append(row)
         progress.finish(row)
+        if _finite(row):  # a non-finite epoch is recorded in the history but never checkpointed
+            checkpoint.save(run_dir, model, epoch, history)  # first the checkpoint, then the history it covers
+        artifacts.write_csv(run_dir / "history.csv", history, artifacts.HISTORY_COLUMNS)
         if not _finite(row):
             diverged_at = epoch
-            artifacts.write_csv(run_dir / "history.csv", history, artifacts.HISTORY_COLUMNS)
             break
-        checkpoint.save(run_dir, model, epoch, history)  # first the checkpoint, then the history it covers
-        artifacts.write_csv(run_dir / "history.csv", history, artifacts.HISTORY_COLUMNS)
         signal_number = should_stop() if should_stop else None
         if signal_number and epoch < config.epochs:
             raise Interrupted(signal_number, f"after epoch {epoch}", f"fmnist train --resume {run_dir}")
