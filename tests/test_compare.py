@@ -89,25 +89,25 @@ def test_summary_statistics():
 def test_an_interrupted_comparison_resumes_where_it_stopped(tmp_path, tiny_args, capsys, monkeypatch):
     import signal
 
-    from fmnist import compare as compare_module
+    from fmnist.engines.members import MembersEngine
 
     out = tmp_path / "cmp"
-    calls = []
-    real_train = compare_module.train
+    epochs = []
+    real_epoch = MembersEngine.train_epoch
 
-    def train_then_ctrl_c(*args, **kwargs):
-        calls.append(args[1])
-        result = real_train(*args, **kwargs)
-        if len(calls) == 2:
-            signal.raise_signal(signal.SIGINT)  # as if Ctrl-C arrived during the second run
+    def epoch_then_ctrl_c(self, epoch):
+        epochs.append(epoch)
+        result = real_epoch(self, epoch)
+        if len(epochs) == 1:
+            signal.raise_signal(signal.SIGINT)  # as if Ctrl-C arrived during the first epoch
         return result
 
-    monkeypatch.setattr(compare_module, "train", train_then_ctrl_c)
+    monkeypatch.setattr(MembersEngine, "train_epoch", epoch_then_ctrl_c)
     options = ["--methods", "none,standard", "--seeds", "2", *tiny_args]
     assert main(["compare", *options, "--output-dir", str(out)]) == 130
     assert f"Resume with: fmnist compare --resume {out}" in capsys.readouterr().err
-    assert len(calls) == 2
+    assert epochs == [1]
     assert main(["compare", "--resume", str(out)]) == 0
-    assert len(calls) == 4  # only the two runs that had not finished
+    assert epochs == [1, 2]  # only the epoch that had not been trained
     assert len(_csv(out / "runs.csv")) == 4
     assert main(["compare", "--resume", str(out), "--seeds", "3"]) == 2

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from fmnist import data, engines, normalization
+from fmnist.engines import batches
 from fmnist.config import TrainConfig
 from fmnist.errors import UsageError
 from fmnist.model import build_model
@@ -27,9 +28,9 @@ def _train(engine_name, tiny_dir, epochs=2, live=False, batch_size=32):
 
 
 def test_shuffle_order_depends_only_on_seed_and_epoch():
-    first = engines.shuffle_order(0, 1, 50)
-    assert np.array_equal(first, engines.shuffle_order(0, 1, 50))
-    assert not np.array_equal(first, engines.shuffle_order(0, 2, 50))
+    first = batches.shuffle_order(0, 1, 50)
+    assert np.array_equal(first, batches.shuffle_order(0, 1, 50))
+    assert not np.array_equal(first, batches.shuffle_order(0, 2, 50))
     assert sorted(first) == list(range(50))
 
 

@@ -83,22 +83,3 @@ def read_history(path: Path) -> list[dict]:
             {key: int(value) if key == "epoch" else float(value) for key, value in row.items()}
             for row in csv.DictReader(handle)
         ]
-
-
-def plot_learning_curves(history: list[dict], path: Path, title: str = "") -> None:
-    """The tutorial's plot: the four history series, grid on, y from 0 to 1."""
-    from matplotlib.figure import Figure  # no pyplot: no global state, no display needed
-
-    figure = Figure(figsize=(8, 5))
-    axes = figure.subplots()
-    epochs = [row["epoch"] for row in history]
-    for series in HISTORY_COLUMNS[1:5]:
-        axes.plot(epochs, [row[series] for row in history], marker="o", markersize=3, label=series)
-    axes.set_ylim(0, 1)
-    axes.grid(True)
-    axes.set_xlabel("epoch")
-    axes.legend()
-    if title:
-        axes.set_title(title)
-    figure.tight_layout()
-    write_with(path, lambda temporary: figure.savefig(temporary, dpi=100))

@@ -1,7 +1,8 @@
 """Per-epoch checkpoints: every model and optimizer variable, the epoch, and the history so far.
 
 One ``checkpoint.npz`` in the run folder, written to a temporary name and moved into place, so a kill
-during the write leaves the previous checkpoint whole. No other random state needs saving: the
+during the write leaves the previous checkpoint whole. It carries its run's id (config.json's
+``run_id``) and is refused by any other run. No other random state needs saving: the
 shuffle order of epoch e is derived from ``(seed, e)``, and any Keras seed-generator state is a
 non-trainable variable, saved with the rest.
 """
@@ -27,6 +28,7 @@ class Checkpoint:
     epoch: int
     history: list[dict]
     arrays: dict[str, list[np.ndarray]]
+    run_id: str = ""
 
 
 def _variables(model) -> dict[str, list]:
@@ -39,17 +41,18 @@ def _variables(model) -> dict[str, list]:
     }
 
 
-def save(run_dir: Path, model, epoch: int, history: list[dict]) -> None:
+def save(run_dir: Path, model, epoch: int, history: list[dict], run_id: str) -> None:
     arrays = {
         f"{group}_{index}": np.asarray(variable.value)
         for group, variables in _variables(model).items()
         for index, variable in enumerate(variables)
     }
-    arrays["meta"] = np.array(json.dumps({"epoch": epoch, "history": history}))
+    arrays["meta"] = np.array(json.dumps({"epoch": epoch, "history": history, "run_id": run_id}))
     artifacts.write_with(Path(run_dir) / FILE, lambda temporary: np.savez(temporary, **arrays))
 
 
-def load(run_dir: Path) -> Checkpoint | None:
+def load(run_dir: Path, run_id: str) -> Checkpoint | None:
+    """The run's checkpoint, None when there is none; DataError when it is damaged or another run's."""
     path = Path(run_dir) / FILE
     if not path.exists():
         return None
@@ -62,7 +65,10 @@ def load(run_dir: Path) -> Checkpoint | None:
                 arrays[group] = [stored[f"{group}_{index}"] for index in range(count)]
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as error:
         raise DataError(f"{path}: damaged checkpoint ({error})") from None
-    return Checkpoint(int(meta["epoch"]), meta["history"], arrays)
+    if meta.get("run_id", "") != run_id:  # runs from before run ids have none on either side
+        raise DataError(f"{path}: belongs to another run (run id {meta.get('run_id')!r}, this run is {run_id!r}); "
+                        "refusing to resume from it")
+    return Checkpoint(int(meta["epoch"]), meta["history"], arrays, run_id)
 
 
 def restore(model, saved: Checkpoint, path: Path) -> None:
@@ -74,3 +80,86 @@ def restore(model, saved: Checkpoint, path: Path) -> None:
             raise DataError(f"{path / FILE}: the checkpoint's {group} variables do not fit this model")
         for variable, value in zip(variables, values):
             variable.assign(value)
+
+
+# -- the programs of a study -------------------------------------------------------------------------
+# programs/<name>/progress.json (process 0): the last checkpointed epoch, which members are alive, their
+# histories, seconds, and once done their test metrics. programs/<name>/state-e<epoch>-p<process>.npz
+# (each process): the variables of the members on that process's devices. The epoch in the file name
+# lets progress.json move on only after every process wrote its state: a kill in between leaves
+# progress.json naming an epoch whose states are all there.
+
+
+def program_dir(folder: Path, name: str) -> Path:
+    return Path(folder) / "programs" / name
+
+
+def read_progress(folder: Path, name: str) -> dict | None:
+    path = program_dir(folder, name) / "progress.json"
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise DataError(f"{path}: damaged progress file ({error})") from None
+
+
+def save_program(folder: Path, name: str, engine, epoch: int, histories: list[list[dict]], seconds: float) -> None:
+    """Checkpoint a program after ``epoch``: each process its members' state, then process 0 the progress."""
+    import jax
+
+    from fmnist.runtime import barrier, is_main_process
+
+    target = program_dir(folder, name)
+    target.mkdir(parents=True, exist_ok=True)
+    arrays = engine.local_state() | {"members": np.array(engine.local_members(), np.int64)}
+    process = jax.process_index()
+    artifacts.write_with(target / f"state-e{epoch:04d}-p{process}.npz", lambda temporary: np.savez(temporary, **arrays))
+    barrier(f"{name} state {epoch}")
+    if is_main_process():
+        artifacts.write_json(target / "progress.json", {"epoch": epoch, "alive": engine.alive.tolist(),
+                                                        "history": histories, "seconds": seconds, "done": False})
+    barrier(f"{name} progress {epoch}")
+    for stale in target.glob(f"state-e*-p{process}.npz"):
+        if int(stale.name.split("-")[1][1:]) < epoch:
+            stale.unlink(missing_ok=True)
+
+
+def finish_program(folder: Path, name: str, histories, alive, seconds: float, test: dict) -> None:
+    from fmnist.runtime import barrier, is_main_process
+
+    if is_main_process():
+        progress = read_progress(folder, name)
+        artifacts.write_json(program_dir(folder, name) / "progress.json", progress | {
+            "history": histories, "alive": np.asarray(alive).tolist(), "seconds": seconds, "done": True, "test": test})
+    barrier(f"{name} done")
+
+
+def read_program_state(folder: Path, name: str, epoch: int, wanted: list[int] | None = None,
+                       process: int | None = None) -> dict[int, dict]:
+    """Member position -> its named arrays, from the state files of ``epoch`` (every process's, or only
+    ``process``'s); ``wanted``: only these positions."""
+    found: dict[int, dict] = {}
+    files = sorted(program_dir(folder, name).glob(f"state-e{epoch:04d}-p{'*' if process is None else process}.npz"))
+    for path in files:
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                positions = stored["members"].tolist()
+                keep = [row for row, position in enumerate(positions) if wanted is None or position in wanted]
+                if not keep:
+                    continue
+                arrays = {key: stored[key] for key in stored.files if key != "members"}
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+            raise DataError(f"{path}: damaged checkpoint ({error})") from None
+        for row in keep:
+            found[positions[row]] = {key: value[row] for key, value in arrays.items()}
+    missing = sorted(set(wanted or []) - set(found)) if process is None else []
+    if missing or not files:
+        raise DataError(f"{program_dir(folder, name)}: no saved state of epoch {epoch} for members {missing or 'all'}")
+    return found
+
+
+def remove_program_states(folder: Path, process: int) -> None:
+    """The finished study needs its program states no more (kept models have their own files)."""
+    for stale in (Path(folder) / "programs").glob(f"*/state-e*-p{process}.npz"):
+        stale.unlink(missing_ok=True)

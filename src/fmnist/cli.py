@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from fmnist import __version__
-from fmnist.runtime import stop_on_signals, use_compilation_cache
+from fmnist.runtime import stop_on_signals, use_compilation_cache, use_cpu_devices
 
 PREDICT_DESCRIPTION = """Classify images with a saved model (loaded in safe mode).
 
@@ -36,15 +36,17 @@ def _data_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _train_options(parser: argparse.ArgumentParser, normalization: bool = True) -> None:
+def _train_options(parser: argparse.ArgumentParser, normalization: bool = True, engine: bool = True) -> None:
     """The settings of TrainConfig. Defaults are None here so that `--resume` knows what was named."""
-    from fmnist.config import ENGINES, TrainConfig
+    from fmnist.config import ENGINES, OPTIMIZERS, TrainConfig
     from fmnist.normalization import METHODS
 
     defaults = TrainConfig()
     parser.add_argument("--epochs", type=int, help=f"epochs to train (default {defaults.epochs})")
     parser.add_argument("--batch-size", type=int, help=f"default {defaults.batch_size}")
-    parser.add_argument("--learning-rate", type=float, help=f"SGD learning rate (default {defaults.learning_rate})")
+    parser.add_argument("--learning-rate", type=float, help=f"learning rate (default {defaults.learning_rate})")
+    parser.add_argument("--optimizer", choices=tuple(OPTIMIZERS),
+                        help=f"default {defaults.optimizer}: " + "; ".join(f"{k}: {v}" for k, v in OPTIMIZERS.items()))
     parser.add_argument("--seed", type=int, help=f"initialization and shuffle seed (default {defaults.seed})")
     if normalization:
         parser.add_argument(
@@ -54,12 +56,14 @@ def _train_options(parser: argparse.ArgumentParser, normalization: bool = True) 
         )
     parser.add_argument("--valid-size", type=int,
                         help=f"the first N training images are validation (default {defaults.valid_size})")
-    parser.add_argument("--engine", choices=ENGINES,
-                        help="fused: one compiled program per epoch (JAX); keras: model.fit; auto: fused on JAX (default)")
+    if engine:
+        parser.add_argument("--engine", choices=ENGINES,
+                            help="fused: one compiled program per epoch (JAX); keras: model.fit; auto: fused on JAX (default)")
     _data_options(parser)
 
 
-SETTINGS = ("epochs", "batch_size", "learning_rate", "seed", "normalization", "valid_size", "engine", "data_dir")
+SETTINGS = ("epochs", "batch_size", "learning_rate", "optimizer", "seed", "normalization", "valid_size", "engine",
+            "data_dir")
 
 
 def _option(key: str) -> str:
@@ -80,6 +84,114 @@ def _methods_epilog() -> str:
     width = max(map(len, METHODS))
     lines = [f"  {name:{width}}  {method.summary}" for name, method in METHODS.items()]
     return "normalization methods:\n" + "\n".join(lines) + "\n\n" + EPILOG
+
+
+SWEEP_DESCRIPTION = """Train every normalization method x learning rate x optimizer x seed and answer: does
+normalization help when every method gets its own best learning rate?
+
+Members that share an optimizer train together in one compiled program (jax.vmap over the member
+axis, sharded over every device: GPUs, or one CPU device per core; several hosts join with
+--coordinator-address/--num-processes/--process-id). The best rate of each method is chosen on
+validation accuracy, and reported on test accuracy with a paired t-test (paired by seed) against
+the baseline at its own best rate.
+
+Writes members.csv, history.csv, summary.csv, best.csv, heatmap-<optimizer>.png,
+curves-<optimizer>.png, and a run folder with the model of each method x optimizer at its best rate
+(--save-models)."""
+
+
+def _sweep_parser(commands) -> None:
+    from fmnist.config import OPTIMIZERS, SAVE_MODELS, SweepConfig
+
+    defaults = SweepConfig()
+    sweep = commands.add_parser("sweep", help="methods x learning rates x optimizers x seeds, many models at once",
+                                description=SWEEP_DESCRIPTION, epilog=_methods_epilog(),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sweep.add_argument("--methods", help=f"comma-separated normalization methods (default all: {','.join(defaults.methods)})")
+    sweep.add_argument("--learning-rates", metavar="RATES",
+                       help="comma-separated learning rates (default " + ",".join(f"{r:g}" for r in defaults.learning_rates) + ")")
+    sweep.add_argument("--optimizers", help=f"comma-separated, from {', '.join(OPTIMIZERS)} (default {','.join(defaults.optimizers)})")
+    sweep.add_argument("--seeds", type=int, help=f"seeds per cell: --seed, --seed+1, … (default {defaults.seeds})")
+    sweep.add_argument("--seed", type=int, help=f"the first seed (default {defaults.seed})")
+    sweep.add_argument("--epochs", type=int, help=f"default {defaults.epochs}")
+    sweep.add_argument("--batch-size", type=int, help=f"default {defaults.batch_size}")
+    sweep.add_argument("--valid-size", type=int, help=f"the first N training images are validation (default {defaults.valid_size})")
+    sweep.add_argument("--baseline", help=f"method the others are tested against (default {defaults.baseline})")
+    sweep.add_argument("--save-models", choices=SAVE_MODELS,
+                       help="best: model.keras of each method x optimizer at its best rate, first seed (default); "
+                       "all: every member; none")
+    sweep.add_argument("--members-per-program", type=int, metavar="N",
+                       help="at most N members in one compiled program (default: as many as fit in half the free memory)")
+    _data_options(sweep)
+    sweep.add_argument("--output-dir", metavar="FOLDER", help="sweep folder (new or empty; default runs/<UTC time>-sweep)")
+    sweep.add_argument("--resume", metavar="FOLDER", help="finish an interrupted sweep with its recorded settings")
+    hosts = sweep.add_argument_group("several processes or hosts (jax.distributed; every process runs the same command)")
+    hosts.add_argument("--coordinator-address", metavar="HOST:PORT",
+                       help="process 0's address (default $JAX_COORDINATOR_ADDRESS, or Slurm/Open MPI detection)")
+    hosts.add_argument("--num-processes", type=int, metavar="N", help="default $JAX_NUM_PROCESSES")
+    hosts.add_argument("--process-id", type=int, metavar="K", help="0 .. N-1 (default $JAX_PROCESS_ID)")
+
+
+SWEEP_SETTINGS = ("methods", "learning_rates", "optimizers", "seeds", "seed", "epochs", "batch_size", "valid_size",
+                  "baseline", "save_models", "members_per_program", "data_dir")
+
+
+def _split(text: str, option: str, convert=str) -> tuple:
+    values = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            values.append(convert(part))
+        except ValueError:
+            raise _usage(f"{option} {text!r}: {part!r} is not a number") from None
+    return tuple(values)
+
+
+def _usage(message: str):
+    from fmnist.errors import UsageError
+
+    return UsageError(message)
+
+
+def _sweep(args) -> int:
+    from fmnist.config import SweepConfig
+    from fmnist.runs import read_study
+    from fmnist.runtime import is_main_process, join_processes
+    from fmnist.sweep import sweep
+    from fmnist.tables import answer, format_best
+
+    join_processes(args.coordinator_address, args.num_processes, args.process_id)
+    named = {key: getattr(args, key) for key in SWEEP_SETTINGS if getattr(args, key) is not None}
+    for key, convert in (("methods", str), ("optimizers", str), ("learning_rates", float)):
+        if key in named:
+            named[key] = _split(named[key], _option(key), convert)
+    if args.skip_checksum:
+        named["verify"] = False
+    if args.resume:
+        extra = [_option(key) for key in named if key != "data_dir"] + (["--output-dir"] if args.output_dir else [])
+        if extra:
+            raise _usage(f"--resume {args.resume}: the sweep's recorded settings are used; drop {', '.join(extra)}")
+        recorded = read_study(args.resume, "sweep")["settings"]
+        config = SweepConfig(**{key: tuple(value) if isinstance(value, list) else value for key, value in recorded.items()}
+                             | {key: named[key] for key in ("data_dir",) if key in named})
+    else:
+        config = SweepConfig(**named)
+    log = print if is_main_process() else (lambda *_: None)
+    with stop_on_signals() as should_stop:
+        result, best = sweep(config, args.resume or args.output_dir, resume=bool(args.resume), log=log,
+                             should_stop=should_stop)
+    if is_main_process():
+        print()
+        print(format_best(best))
+        print("\n±: half-width of the 95% Student-t interval across seeds; best rate: the highest mean final "
+              "val_accuracy among the rates where no seed diverged")
+        for line in answer(best):
+            print(f"answer: {line}")
+        print(f"files in {result.folder}: members.csv, history.csv, summary.csv, best.csv, "
+              + ", ".join(f"heatmap-{o}.png, curves-{o}.png" for o in config.optimizers))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,17 +219,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     compare = commands.add_parser(
         "compare", help="train methods x seeds and compare them (table, curves, paired test)",
-        description="Train each normalization method with several seeds through the same code as "
-        "`fmnist train`; writes runs.csv, summary.csv, val_accuracy.png and loss.png.",
+        description="Train each normalization method with several seeds at one learning rate and optimizer "
+        "(a sweep with one cell per method: its members train together in one compiled program); writes "
+        "runs.csv, summary.csv, val_accuracy.png, loss.png and a run folder with the model of each member.",
         epilog=_methods_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     compare.add_argument("--methods", help=f"comma-separated normalization methods (default {COMPARE_DEFAULTS['methods']})")
     compare.add_argument("--seeds", type=int, help=f"seeds per method: --seed, --seed+1, … (default {COMPARE_DEFAULTS['seeds']})")
     compare.add_argument("--baseline", help=f"method the others are tested against (default {COMPARE_DEFAULTS['baseline']})")
-    _train_options(compare, normalization=False)
+    _train_options(compare, normalization=False, engine=False)
     compare.add_argument("--output-dir", metavar="FOLDER", help="comparison folder (new or empty; default runs/<UTC time>-compare)")
     compare.add_argument("--resume", metavar="FOLDER",
                          help="finish an interrupted comparison with its recorded settings (other options are not allowed)")
+
+    _sweep_parser(commands)
 
     evaluate = commands.add_parser(
         "evaluate", help="test metrics, per-class scores, confusion matrix and mistakes of a saved model",
@@ -148,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     _data_options(info)
     download = data_commands.add_parser("download", help="fetch the files from the upstream mirror into the Keras cache")
     download.add_argument("--cache-dir", metavar="FOLDER", help="default $KERAS_HOME/datasets/fashion-mnist")
-    for command in (train, compare, evaluate, predict, show, info, download):  # `fmnist train --debug` works too
+    for command in (train, compare, commands.choices["sweep"], evaluate, predict, show, info, download):  # `fmnist train --debug` works too
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     return parser
 
@@ -157,7 +272,8 @@ def _train(args) -> int:
     from fmnist.config import TrainConfig
     from fmnist.errors import UsageError
     from fmnist.progress import Progress
-    from fmnist.train import resume_config, train
+    from fmnist.runs import resume_config
+    from fmnist.train import train
 
     if args.resume:
         if args.output_dir:
@@ -215,8 +331,7 @@ def _load_data(args):
 
 
 def _evaluate(args) -> int:
-    from fmnist.evaluation import evaluate_report, load_model
-    from fmnist.report import format_per_class
+    from fmnist.evaluation import evaluate_report, format_per_class, load_model
 
     model = load_model(args.model)  # a bad model file is reported before the data are read
     dataset = _load_data(args)
@@ -252,7 +367,7 @@ def _data(args) -> int:
         return 0
     if args.data_command == "show":
         from fmnist.errors import UsageError
-        from fmnist.report import plot_samples
+        from fmnist.plots import plot_samples
 
         if not 1 <= args.per_class <= 50:
             raise UsageError(f"--per-class {args.per_class}: must be between 1 and 50")
@@ -273,9 +388,12 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("KERAS_BACKEND", "jax")
     use_compilation_cache()
     args = build_parser().parse_args(argv)
+    if args.command in ("sweep", "compare"):
+        use_cpu_devices()  # members are sharded over the devices: one per core on the CPU
     from fmnist.errors import FmnistError
 
-    handlers = {"train": _train, "compare": _compare, "evaluate": _evaluate, "predict": _predict, "data": _data}
+    handlers = {"train": _train, "compare": _compare, "sweep": _sweep, "evaluate": _evaluate, "predict": _predict,
+                "data": _data}
     try:
         return handlers[args.command](args)
     except FmnistError as error:

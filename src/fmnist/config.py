@@ -7,6 +7,19 @@ import dataclasses
 from fmnist.errors import UsageError
 
 ENGINES = ("auto", "fused", "keras")
+# Optimizers by name (model.py builds them); the learning rate is each one's own setting.
+OPTIMIZERS = {
+    "sgd": "plain SGD (the tutorial's)",
+    "momentum": "SGD with momentum 0.9",
+    "nesterov": "SGD with Nesterov momentum 0.9",
+    "adam": "Adam with Keras's defaults (beta_1 0.9, beta_2 0.999)",
+}
+
+
+def check_optimizer(name: str) -> str:
+    if name not in OPTIMIZERS:
+        raise UsageError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
+    return name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -14,6 +27,7 @@ class TrainConfig:
     epochs: int = 10  # the tutorial's
     batch_size: int = 32  # Keras's fit default, which the tutorial relied on
     learning_rate: float = 0.01  # the default of the 'sgd' string the tutorial compiled with
+    optimizer: str = "sgd"  # the tutorial's plain SGD; model.OPTIMIZERS lists the others
     seed: int = 0  # initialization and the per-epoch shuffle order both derive from it
     normalization: str = "standard"  # the tutorial's global StandardScaler
     valid_size: int = 5000  # the tutorial takes the first 5,000 training images as validation
@@ -36,3 +50,71 @@ class TrainConfig:
         from fmnist import normalization
 
         normalization.get(self.normalization)  # raises UsageError listing the valid names
+        check_optimizer(self.optimizer)
+
+
+METHOD_NAMES = ("none", "rescale", "minmax", "standard", "per-pixel", "per-image")  # normalization.METHODS
+SAVE_MODELS = ("none", "best", "all")
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepConfig:
+    """A study: every method x optimizer x learning rate x seed, trained as members of one program each.
+
+    ``fmnist compare`` is the case of one optimizer and one learning rate.
+    """
+
+    methods: tuple[str, ...] = METHOD_NAMES  # all six: the question is which normalization to use
+    # A log grid wide enough that every method finds its best rate inside it: raw 0..255 pixels need
+    # rates near 1e-5, standardized ones train up to about 0.3, and 1 shows where SGD blows up.
+    learning_rates: tuple[float, ...] = (1.0, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001, 1e-4, 1e-5)
+    optimizers: tuple[str, ...] = ("sgd", "momentum", "adam")  # the tutorial's, and the two people reach for next
+    seeds: int = 5  # enough for a paired t-test with 4 degrees of freedom
+    seed: int = 0  # the first seed; members use seed, seed+1, ...
+    epochs: int = 10  # the tutorial's
+    batch_size: int = 32  # the tutorial's
+    valid_size: int = 5000  # the tutorial's split
+    baseline: str = "standard"  # the tutorial's method; every other method is tested against it
+    save_models: str = "best"  # model.keras for each method x optimizer at its best rate (first seed)
+    members_per_program: int | None = None  # None: as many as fit in half the free memory
+    data_dir: str | None = None
+    verify: bool = True
+
+    def __post_init__(self):
+        from fmnist import normalization
+
+        if not self.methods:
+            raise UsageError("--methods: name at least one method")
+        for name in self.methods:
+            normalization.get(name)
+        for option, values in (("--methods", self.methods), ("--optimizers", self.optimizers),
+                                ("--learning-rates", self.learning_rates)):
+            if len(set(values)) != len(values):
+                raise UsageError(f"{option}: a value is named twice ({', '.join(map(str, values))})")
+        if not self.optimizers:
+            raise UsageError("--optimizers: name at least one optimizer")
+        for name in self.optimizers:
+            check_optimizer(name)
+        if not self.learning_rates:
+            raise UsageError("--learning-rates: name at least one learning rate")
+        for rate in self.learning_rates:
+            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate < float("inf"):
+                raise UsageError(f"--learning-rates: {rate} is not a positive finite number")
+        for field, minimum in (("seeds", 1), ("epochs", 1), ("batch_size", 1), ("valid_size", 1)):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise UsageError(f"--{field.replace('_', '-')} {value}: must be an integer >= {minimum}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= 2**32 - self.seeds:
+            raise UsageError(f"--seed {self.seed}: must be an integer from 0 to {2**32 - self.seeds}")
+        if self.baseline not in self.methods:
+            raise UsageError(f"--baseline {self.baseline!r} is not among --methods ({', '.join(self.methods)})")
+        if self.save_models not in SAVE_MODELS:
+            raise UsageError(f"--save-models {self.save_models!r}: choose from {', '.join(SAVE_MODELS)}")
+        if self.members_per_program is not None and (
+                isinstance(self.members_per_program, bool) or not isinstance(self.members_per_program, int)
+                or self.members_per_program < 1):
+            raise UsageError(f"--members-per-program {self.members_per_program}: must be an integer >= 1")
+
+    @property
+    def member_count(self) -> int:
+        return len(self.methods) * len(self.learning_rates) * len(self.optimizers) * self.seeds

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fmnist import CLASS_NAMES
 from fmnist.errors import DataError
 
 
@@ -82,12 +83,30 @@ def evaluate_report(model, folder: Path, images: np.ndarray, labels: np.ndarray)
     The files go into ``folder`` (the model's run folder), each written atomically; evaluation.json
     holds the numbers.
     """
-    from fmnist import artifacts, report
+    from fmnist import artifacts, plots
 
     probabilities = predict_probabilities(model, images)
     predicted = probabilities.argmax(axis=-1)
-    result = metrics_of(probabilities, labels) | {"per_class": report.per_class(labels, predicted)}
-    report.plot_confusion(labels, predicted, folder / "confusion_matrix.png")
-    result["mistakes_shown"] = report.plot_mistakes(images, labels, probabilities, folder / "mistakes.png")
+    result = metrics_of(probabilities, labels) | {"per_class": per_class(labels, predicted)}
+    plots.plot_confusion(labels, predicted, folder / "confusion_matrix.png")
+    result["mistakes_shown"] = plots.plot_mistakes(images, labels, probabilities, folder / "mistakes.png")
     artifacts.write_json(folder / "evaluation.json", result)
     return result
+
+
+def per_class(labels: np.ndarray, predicted: np.ndarray) -> list[dict]:
+    from sklearn.metrics import precision_recall_fscore_support
+
+    precision, recall, f1, support = precision_recall_fscore_support(
+        labels, predicted, labels=list(range(10)), zero_division=0
+    )
+    return [
+        {"class": name, "precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+        for name, p, r, f, s in zip(CLASS_NAMES, precision, recall, f1, support)
+    ]
+
+
+def format_per_class(rows: list[dict]) -> str:
+    lines = [f"{'class':<12} {'precision':>9} {'recall':>7} {'f1':>6} {'support':>8}"]
+    lines += [f"{r['class']:<12} {r['precision']:>9.3f} {r['recall']:>7.3f} {r['f1']:>6.3f} {r['support']:>8}" for r in rows]
+    return "\n".join(lines)

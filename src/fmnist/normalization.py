@@ -129,6 +129,33 @@ def _per_image(stats):
     return [PerImageStandardization(name="per_image")]
 
 
+def member_settings(method: str, stats: dict) -> dict[str, np.ndarray]:
+    """The ``MemberNormalization`` variables (layers.py) that compute what ``method``'s own layers do.
+
+    Rescaling computes ``x * scale + offset`` and Normalization ``(x - mean) / max(sqrt(variance),
+    1e-7)``, both in float32 after casting their constants; ``((x - subtract) / divide) * multiply + add``
+    with the same float32 constants gives the same numbers.
+    """
+    get(method)
+    f32 = np.float32
+    settings = {"subtract": np.zeros((28, 28), f32), "divide": np.ones((28, 28), f32),
+                "multiply": np.ones((28, 28), f32), "add": np.zeros((28, 28), f32), "per_image": f32(0)}
+    if method == "per-image":
+        settings["per_image"] = f32(1)
+    elif method in ("rescale", "minmax"):
+        if method == "rescale":
+            scale, offset = 1.0 / 255.0, 0.0
+        else:
+            span = (stats["max"] - stats["min"]) or 1.0
+            scale, offset = 1.0 / span, -stats["min"] / span
+        settings["multiply"][:] = f32(scale)
+        settings["add"][:] = f32(offset)
+    elif method in ("standard", "per-pixel"):
+        settings["subtract"][:] = np.asarray(stats["mean"], f32)
+        settings["divide"][:] = np.maximum(np.sqrt(np.asarray(stats["variance"], f32)), f32(1e-7))
+    return settings
+
+
 class GlobalStandardScaler:
     """The tutorial's scaler in sklearn's shape: one mean and one scale over every value.
 

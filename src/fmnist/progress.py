@@ -40,6 +40,12 @@ class Progress:
         self.stream.write(f"\rEpoch {self._epoch}/{self.epochs} [{bar}] {step}/{self._steps} {now - self._started:.1f}s")
         self.stream.flush()
 
+    def clear(self) -> None:
+        """Erase the bar (a study prints its own line after each epoch)."""
+        if self.live:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
     def finish(self, row: dict) -> None:
         if self.live:
             self.stream.write("\r\033[K")

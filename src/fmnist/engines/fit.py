@@ -1,44 +1,9 @@
-"""Training engines: each trains the Keras model one epoch at a time and returns that epoch's metrics.
-
-``keras`` is the reference (``model.fit``, any backend). ``fused`` (fused.py, JAX only) compiles a whole
-epoch into one XLA program. Both see the same batches in the same order: the shuffle comes from
-``(seed, epoch)`` through a NumPy Generator, never from global state, and the last partial batch is
-trained on.
-"""
+"""The ``keras`` engine: ``model.fit`` one epoch at a time, on any backend; the reference the compiled
+engines are held to. It is fed the engine-independent shuffle order, so it sees the same batches."""
 
 from __future__ import annotations
 
-import numpy as np
-
-from fmnist.errors import UsageError
-
-
-def shuffle_order(seed: int, epoch: int, count: int) -> np.ndarray:
-    """The permutation of the training set for one epoch (epochs count from 1)."""
-    return np.random.default_rng([seed, epoch]).permutation(count)
-
-
-def steps_per_epoch(count: int, batch_size: int) -> int:
-    return -(-count // batch_size)
-
-
-def resolve(name: str, backend: str) -> str:
-    if name == "auto":
-        return "fused" if backend == "jax" else "keras"
-    if name == "fused" and backend != "jax":
-        raise UsageError(f"--engine fused needs the JAX backend (KERAS_BACKEND is {backend!r}); use --engine keras")
-    return name
-
-
-def create(name: str, model, splits, config, progress):
-    import keras
-
-    name = resolve(name, keras.backend.backend())
-    if name == "fused":
-        from fmnist.fused import FusedEngine
-
-        return FusedEngine(model, splits, config, progress)
-    return KerasEngine(model, splits, config, progress)
+from fmnist.engines.batches import shuffle_order, steps_per_epoch
 
 
 class KerasEngine:

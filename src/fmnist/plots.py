@@ -1,0 +1,208 @@
+"""Every figure fmnist draws, each written atomically into a run, comparison or sweep folder.
+
+Figures are built on ``matplotlib.figure.Figure`` (no pyplot: no global state, no display needed) and
+read plain rows (history dicts, arrays), never a live model.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from fmnist import CLASS_NAMES, artifacts
+
+HISTORY_SERIES = ("loss", "accuracy", "val_loss", "val_accuracy")
+
+
+def _save(figure, path: Path) -> None:
+    figure.tight_layout()
+    artifacts.write_with(path, lambda temporary: figure.savefig(temporary, dpi=100))
+
+
+def plot_learning_curves(history: list[dict], path: Path, title: str = "") -> None:
+    """The tutorial's plot: the four history series, grid on, y from 0 to 1."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(8, 5))
+    axes = figure.subplots()
+    epochs = [row["epoch"] for row in history]
+    for series in HISTORY_SERIES:
+        axes.plot(epochs, [row[series] for row in history], marker="o", markersize=3, label=series)
+    axes.set_ylim(0, 1)
+    axes.grid(True)
+    axes.set_xlabel("epoch")
+    axes.legend()
+    if title:
+        axes.set_title(title)
+    _save(figure, path)
+
+
+def _seed_band(axes, runs: list[list[dict]], series: str, label: str) -> bool:
+    """The mean over seeds per epoch and a band from the lowest to the highest seed; False when no
+    value is finite (every seed diverged at once)."""
+    length = max(len(run) for run in runs)
+    values = np.full((len(runs), length), np.nan)
+    for index, run in enumerate(runs):
+        values[index, : len(run)] = [row[series] for row in run]
+    values[~np.isfinite(values)] = np.nan
+    if np.isnan(values).all():
+        axes.plot([], [], label=f"{label}: no finite values (diverged)")
+        return False
+    epochs = np.arange(1, length + 1)
+    with warnings.catch_warnings():  # epochs where every seed diverged stay NaN: a gap in the line
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean, low, high = np.nanmean(values, axis=0), np.nanmin(values, axis=0), np.nanmax(values, axis=0)
+    seeds = f"{len(runs)} seed{'s' * (len(runs) != 1)}"
+    (line,) = axes.plot(epochs, mean, marker="o", markersize=3, label=f"{label} ({seeds})")
+    axes.fill_between(epochs, low, high, color=line.get_color(), alpha=0.2)
+    return bool(np.nanmax(values) > 0)
+
+
+def _epoch_axis(axes) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set_xlabel("epoch")
+    axes.grid(True)
+
+
+def plot_across_seeds(histories: dict[str, list[list[dict]]], series: str, path: Path, log_scale=False) -> None:
+    """One colour per method: the mean over seeds per epoch, and a band from the lowest to the highest seed."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(8, 5))
+    axes = figure.subplots()
+    plotted_positive = False
+    for method, runs in histories.items():
+        plotted_positive |= _seed_band(axes, runs, series, method)
+    if log_scale and plotted_positive:
+        axes.set_yscale("log")
+    elif series.endswith("accuracy"):
+        axes.set_ylim(0, 1)
+    _epoch_axis(axes)
+    axes.set_ylabel(series)
+    axes.set_title(f"{series} per epoch: mean and range across seeds")
+    axes.legend()
+    _save(figure, path)
+
+
+def plot_heatmap(summary: list[dict], optimizer: str, methods, rates, path: Path) -> None:
+    """Mean final val_accuracy per method x learning rate for one optimizer; diverged cells marked."""
+    from matplotlib.figure import Figure
+
+    cells = {(row["method"], row["learning_rate"]): row for row in summary if row["optimizer"] == optimizer}
+    values = np.array([[cells[(method, float(rate))]["val_accuracy_mean"] for rate in rates] for method in methods])
+    finite = values[np.isfinite(values)]
+    figure = Figure(figsize=(1.1 * len(rates) + 3, 0.6 * len(methods) + 2))
+    axes = figure.subplots()
+    shown = axes.imshow(np.ma.masked_invalid(values), cmap="viridis", aspect="auto",
+                        vmin=min(0.1, finite.min()) if finite.size else 0.1, vmax=finite.max() if finite.size else 1)
+    shown.cmap.set_bad("lightgrey")
+    figure.colorbar(shown, ax=axes, label="mean final val_accuracy")
+    for row, method in enumerate(methods):
+        for column, rate in enumerate(rates):
+            cell = cells[(method, float(rate))]
+            text = "" if np.isnan(values[row, column]) else f"{values[row, column]:.3f}"
+            if cell["diverged"]:
+                text += f"\n{cell['diverged']}/{cell['members']} diverged"
+                axes.add_patch(_hatch(column, row))
+            light = np.isfinite(values[row, column]) and values[row, column] > shown.norm.vmin + 0.6 * (
+                shown.norm.vmax - shown.norm.vmin)
+            axes.text(column, row, text, ha="center", va="center", fontsize=7, color="black" if light else "white")
+    axes.set_xticks(range(len(rates)), [f"{rate:g}" for rate in rates])
+    axes.set_yticks(range(len(methods)), methods)
+    axes.set_xlabel("learning rate")
+    axes.set_ylabel("normalization")
+    axes.set_title(f"{optimizer}: mean final val_accuracy over seeds (hatched: some members diverged)")
+    _save(figure, path)
+
+
+def _hatch(column: int, row: int):
+    from matplotlib.patches import Rectangle
+
+    return Rectangle((column - 0.5, row - 0.5), 1, 1, fill=False, hatch="//", edgecolor="red", linewidth=0)
+
+
+def plot_best_curves(histories: dict[str, list[list[dict]]], labels: dict[str, str], optimizer: str, path: Path) -> None:
+    """Each method at its best learning rate: val_accuracy and training loss per epoch, band across seeds."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(12, 5))
+    for axes, series in zip(figure.subplots(1, 2), ("val_accuracy", "loss")):
+        for method, runs in histories.items():
+            if runs:
+                _seed_band(axes, runs, series, f"{method}, {labels[method]}")
+        _epoch_axis(axes)
+        axes.set_ylabel(series + (" (cross-entropy)" if series == "loss" else " (fraction correct)"))
+        axes.legend(fontsize=8)
+    figure.suptitle(f"{optimizer}: each method at its best learning rate (mean and range across seeds)")
+    _save(figure, path)
+
+
+def plot_confusion(labels: np.ndarray, predicted: np.ndarray, path: Path) -> None:
+    """Rows normalized (each true class sums to 1), class names on both axes."""
+    from matplotlib.figure import Figure
+    from sklearn.metrics import confusion_matrix
+
+    matrix = confusion_matrix(labels, predicted, labels=list(range(10)), normalize="true")
+    figure = Figure(figsize=(9, 8))
+    axes = figure.subplots()
+    shown = axes.imshow(matrix, cmap="Blues", vmin=0, vmax=1)
+    figure.colorbar(shown, ax=axes, fraction=0.046)
+    axes.set_xticks(range(10), CLASS_NAMES, rotation=45, ha="right")
+    axes.set_yticks(range(10), CLASS_NAMES)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    axes.set_title("confusion matrix (rows normalized)")
+    for row in range(10):
+        for column in range(10):
+            value = matrix[row, column]
+            if value >= 0.005:
+                axes.text(column, row, f"{value:.2f}", ha="center", va="center", fontsize=7,
+                          color="white" if value > 0.5 else "black")
+    _save(figure, path)
+
+
+def plot_mistakes(images, labels, probabilities, path: Path, count: int = 24) -> int:
+    """A grid of the most confident errors with true and predicted names; returns how many are shown."""
+    from matplotlib.figure import Figure
+
+    predicted = probabilities.argmax(axis=-1)
+    wrong = np.flatnonzero(predicted != labels)
+    wrong = wrong[np.argsort(-probabilities[wrong, predicted[wrong]])][:count]
+    columns = 8
+    rows = max(1, -(-len(wrong) // columns))
+    figure = Figure(figsize=(columns * 1.6, rows * 2.4))
+    grid = np.atleast_1d(figure.subplots(rows, columns)).ravel()
+    for axes in grid:
+        axes.axis("off")
+    for axes, index in zip(grid, wrong):
+        axes.imshow(images[index], cmap="gray", vmin=0, vmax=255)
+        axes.set_title(f"true {CLASS_NAMES[labels[index]]}\npred {CLASS_NAMES[predicted[index]]}\n"
+                       f"p={probabilities[index, predicted[index]]:.2f}", fontsize=7)
+    figure.suptitle("most confident mistakes")
+    _save(figure, path)
+    return len(wrong)
+
+
+def plot_samples(images: np.ndarray, labels: np.ndarray, path: Path, per_class: int = 8) -> None:
+    """The first ``per_class`` images of each class, one row per class, its name on the left."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(per_class * 1.0 + 1.5, 10 * 1.0))
+    grid = figure.subplots(10, per_class, squeeze=False)
+    for label in range(10):
+        chosen = np.flatnonzero(labels == label)[:per_class]
+        for column in range(per_class):
+            axes = grid[label, column]
+            axes.set_xticks([])
+            axes.set_yticks([])
+            for spine in axes.spines.values():
+                spine.set_visible(False)
+            if column < len(chosen):
+                axes.imshow(images[chosen[column]], cmap="gray", vmin=0, vmax=255)
+        grid[label, 0].set_ylabel(f"{label} {CLASS_NAMES[label]}", rotation=0, ha="right", va="center", fontsize=9)
+    figure.suptitle("Fashion-MNIST samples per class")
+    _save(figure, path)

@@ -1,0 +1,320 @@
+"""``sweep``: methods x optimizers x learning rates x seeds, many members per compiled program.
+
+grid -> members (in a fixed order) -> programs: the members of one optimizer, in pieces of at most
+``members_per_program`` -> engines.members trains each program epoch by epoch, checkpointing after
+every epoch -> tables (tables.py) and figures (plots.py). ``fmnist compare`` is the case of one
+optimizer and one learning rate (compare.py).
+
+The folder (runs.py owns its layout): study.json, members.csv, history.csv, the kind's own tables and
+figures, programs/<name>/ (progress and checkpoints while it trains) and one run folder per kept model. With
+several processes (``jax.distributed``), each writes the state and models of the members on its own
+devices; process 0 writes everything else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import numpy as np
+
+from fmnist import artifacts, checkpoint, data, normalization, runs, tables
+from fmnist.config import SweepConfig
+from fmnist.errors import Interrupted
+from fmnist.progress import Progress
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyMember:
+    index: int
+    method: str
+    optimizer: str
+    learning_rate: float
+    seed: int
+    name: str  # its run folder's name, when its model is kept
+
+
+@dataclasses.dataclass
+class StudyResult:
+    folder: Path
+    config: SweepConfig
+    members: list[StudyMember]
+    rows: list[dict]  # members.csv
+    histories: list[list[dict]]  # by member
+
+
+def members_of(config: SweepConfig, kind: str) -> list[StudyMember]:
+    """The grid in a fixed order: optimizer, method, learning rate, seed."""
+    grid = [(optimizer, method, rate, seed) for optimizer in config.optimizers for method in config.methods
+            for rate in config.learning_rates for seed in range(config.seed, config.seed + config.seeds)]
+    return [StudyMember(index, method, optimizer, float(rate), seed,
+                        f"{method}-seed{seed}" if kind == "compare" else f"{method}-{optimizer}-lr{rate:g}-seed{seed}")
+            for index, (optimizer, method, rate, seed) in enumerate(grid)]
+
+
+def plan_programs(config: SweepConfig, members: list[StudyMember]) -> list[dict]:
+    """The members of each optimizer, cut into programs of at most ``members_per_program`` (by default
+    as many as fit in half the free memory), of even sizes, each a multiple of the device count."""
+    import jax
+
+    from fmnist.engines.members import memory_budget, per_member_bytes
+    from fmnist.model import TRAINABLE_PARAMETERS
+
+    devices = jax.device_count()
+    programs = []
+    for optimizer in config.optimizers:
+        indices = [member.index for member in members if member.optimizer == optimizer]
+        cap = config.members_per_program
+        if cap is None:
+            slots = {"sgd": 0, "momentum": 1, "nesterov": 1, "adam": 2}[optimizer]
+            state = 4 * TRAINABLE_PARAMETERS * (1 + slots)
+            cap = max(devices, memory_budget() // per_member_bytes(state, config.batch_size) // devices * devices)
+        count = -(-len(indices) // cap)
+        size = -(-len(indices) // count)
+        for number, start in enumerate(range(0, len(indices), size), 1):
+            name = optimizer if count == 1 else f"{optimizer}-{number}"
+            programs.append({"name": name, "optimizer": optimizer, "members": indices[start: start + size]})
+    return programs
+
+
+def describe_grid(config: SweepConfig) -> str:
+    def count(values, word):
+        return f"{len(values)} {word}{'s' * (len(values) != 1)}"
+
+    return " x ".join([count(config.methods, "method"), count(config.learning_rates, "learning rate"),
+                       count(config.optimizers, "optimizer"), count(range(config.seeds), "seed")])
+
+
+def run_study(config: SweepConfig, output_dir=None, *, kind: str = "sweep", resume: bool = False,
+              runs_root="runs", log=print, live: bool | None = None, should_stop=None) -> StudyResult:
+    """Train every member of ``config``; write members.csv, history.csv and the kept models.
+
+    ``resume``: ``output_dir`` is an earlier study of the same kind; finished programs are kept, an
+    interrupted one continues from its last checkpointed epoch. ``should_stop``: polled after every
+    checkpoint (on every process); a signal number stops the study there with ``Interrupted``.
+    """
+    import jax
+
+    dataset = data.load(config.data_dir, verify=config.verify)
+    splits = data.split(dataset, config.valid_size)  # a bad --valid-size fails before any folder is made
+    members = members_of(config, kind)
+    if resume:
+        folder = Path(output_dir)
+        programs = runs.reopen_study(folder, kind, dataset)["programs"]
+        artifacts.remove_temporaries(folder)
+    else:
+        programs = plan_programs(config, members)
+        folder = runs.create_study(config, output_dir, kind, runs_root, dataset, programs)
+    stats = {method: normalization.get(method).fit(splits.x_train) for method in config.methods}
+    devices = jax.devices()
+    log(f"{kind}: {len(members)} members ({describe_grid(config)}), {config.epochs} epochs, "
+        f"{len(programs)} program{'s' * (len(programs) != 1)} on {len(devices)} {devices[0].platform} "
+        f"device{'s' * (len(devices) != 1)}" + (f" in {jax.process_count()} processes" if jax.process_count() > 1 else ""))
+    state = _Tables(folder, config, members, programs)
+    clock = _Clock(config.epochs * len(members))
+    for number, program in enumerate(programs, 1):
+        _train_program(program, f"[{program['name']} {number}/{len(programs)}]", config, folder, members, stats,
+                       splits, state, clock, log, live, should_stop, kind)
+    _save_models(folder, config, members, programs, state, stats, dataset)
+    state.write()
+    return StudyResult(folder, config, members, state.rows(), state.histories)
+
+
+class _Tables:
+    """What the study knows so far, and members.csv / history.csv written from it (process 0)."""
+
+    def __init__(self, folder, config, members, programs):
+        self.folder, self.config, self.members = folder, config, members
+        self.histories: list[list[dict]] = [[] for _ in members]
+        self.tests: dict[int, dict] = {}
+        self.run_dirs: dict[int, str] = {}
+        self.sizes = {index: (program["name"], len(program["members"])) for program in programs
+                      for index in program["members"]}
+
+    def rows(self) -> list[dict]:
+        return tables.member_rows(self.members, self.histories, self.tests, self.config.epochs, self.sizes,
+                                  self.run_dirs)
+
+    def write(self) -> None:
+        from fmnist.runtime import is_main_process
+
+        if is_main_process():
+            artifacts.write_csv(self.folder / "members.csv", self.rows(), tables.MEMBER_COLUMNS)
+            artifacts.write_csv(self.folder / "history.csv", tables.history_rows(self.members, self.histories),
+                                tables.HISTORY_COLUMNS)
+
+
+class _Clock:
+    """Member-epochs done and seconds spent, for the ETA."""
+
+    def __init__(self, total: int):
+        self.total, self.done, self.seconds = total, 0, 0.0
+
+    def add(self, member_epochs: int, seconds: float) -> str:
+        self.done += member_epochs
+        self.seconds += seconds
+        left = (self.total - self.done) * self.seconds / max(self.done, 1)
+        return f"ETA {_duration(left)}" if self.done < self.total else "done"
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
+
+
+def _train_program(program, label, config, folder, members, stats, splits, state, clock, log, live, should_stop,
+                   kind) -> None:
+    from fmnist.engines.members import Member, MembersEngine
+    from fmnist.runtime import any_process
+
+    name, indices = program["name"], program["members"]
+    saved = checkpoint.read_progress(folder, name)
+    if saved:
+        for index, history in zip(indices, saved["history"]):
+            state.histories[index] = history
+        clock.add(sum(len(state.histories[index]) for index in indices), saved["seconds"])
+    if saved and saved["done"]:
+        for position, index in enumerate(indices):
+            state.tests[index] = {key: values[position] for key, values in saved["test"].items()}
+        log(f"{label} finished earlier: {len(indices)} members")
+        return
+    progress = Progress(config.epochs, live=live)
+    engine = MembersEngine(program["optimizer"], [Member(members[i].method, members[i].learning_rate, members[i].seed)
+                                                  for i in indices], stats, splits, config.batch_size, progress)
+    first, seconds = 1, 0.0
+    if saved:
+        engine.load_state(checkpoint.read_program_state(folder, name, saved["epoch"]), saved["alive"])
+        first, seconds = saved["epoch"] + 1, saved["seconds"]
+        log(f"{label} resuming after epoch {saved['epoch']}")
+    for epoch in range(first, config.epochs + 1):
+        alive = engine.alive.copy()
+        started = time.perf_counter()
+        metrics = engine.train_epoch(epoch)
+        elapsed = time.perf_counter() - started
+        seconds += elapsed
+        for position, index in enumerate(indices):
+            if alive[position]:
+                state.histories[index].append(
+                    {"epoch": epoch, **{key: float(values[position]) for key, values in metrics.items()},
+                     "epoch_seconds": elapsed})
+        checkpoint.save_program(folder, name, engine, epoch, [state.histories[i] for i in indices], seconds)
+        progress.clear()
+        eta = clock.add(int(alive.sum()), elapsed)
+        log(f"{label} epoch {epoch}/{config.epochs} {elapsed:.1f}s: "
+            f"{_epoch_summary(members, indices, metrics, alive, engine.alive)}; {eta}")
+        state.write()
+        stop = any_process(should_stop() if should_stop else None)
+        if stop and epoch < config.epochs:
+            raise Interrupted(stop, f"after epoch {epoch} of program {name}",
+                              f"{runs.KIND_COMMANDS[kind]} --resume {folder}")
+    test = engine.test_metrics()
+    for position, index in enumerate(indices):
+        state.tests[index] = {key: float(values[position]) for key, values in test.items()}
+    checkpoint.finish_program(folder, name, [state.histories[i] for i in indices], engine.alive, seconds,
+                              {key: values.tolist() for key, values in test.items()})
+
+
+def _epoch_summary(members, indices, metrics, alive_before, alive_after) -> str:
+    val = np.where(alive_before, metrics["val_accuracy"], np.nan)
+    text = f"{int(alive_before.sum())} members"
+    if np.isfinite(val).any():
+        best = int(np.nanargmax(val))
+        member = members[indices[best]]
+        text += f", best val_accuracy {val[best]:.4f} ({member.method}, lr {member.learning_rate:g}, seed {member.seed})"
+    newly = int((alive_before & ~alive_after).sum())
+    if newly:
+        text += f", {newly} diverged"
+    return text
+
+
+def _kept(config: SweepConfig, members: list[StudyMember], rows: list[dict]) -> list[int]:
+    """The members whose models are saved: all, none, or per method x optimizer the first finished seed
+    at its best learning rate."""
+    if config.save_models == "all":
+        return [member.index for member in members]
+    if config.save_models == "none":
+        return []
+    summary = tables.summary_rows(rows)
+    kept = []
+    for optimizer in config.optimizers:
+        for method in config.methods:
+            cell = tables.best_rate(summary, method, optimizer)
+            if cell is None:
+                continue
+            chosen = [row_index for row_index, row in enumerate(rows) if (row["method"], row["optimizer"], row["learning_rate"])
+                      == (method, optimizer, cell["learning_rate"]) and row["status"] in ("ok", "stuck at chance")]
+            kept += chosen[:1]
+    return kept
+
+
+def _save_models(folder, config, members, programs, state, stats, dataset) -> None:
+    """Each kept member's run folder with its model, written by the process that holds the member."""
+    import jax
+
+    from fmnist.config import TrainConfig
+    from fmnist.engines.program import read_state
+    from fmnist.model import build_model
+    from fmnist.runtime import barrier
+
+    rows = state.rows()
+    kept = set(_kept(config, members, rows))
+    state.run_dirs = {index: members[index].name for index in kept}
+    splits = data.split(dataset, config.valid_size)
+    for program in programs:
+        positions = [position for position, index in enumerate(program["members"]) if index in kept
+                     and not (folder / members[index].name / "metrics.json").exists()]
+        if not positions:
+            continue
+        saved = checkpoint.read_program_state(folder, program["name"], config.epochs, positions,
+                                              process=jax.process_index())
+        for position, arrays in saved.items():
+            member, row = members[program["members"][position]], rows[program["members"][position]]
+            run_config = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, learning_rate=member.learning_rate,
+                                     optimizer=member.optimizer, seed=member.seed, normalization=member.method,
+                                     valid_size=config.valid_size, name=member.name, data_dir=config.data_dir,
+                                     verify=config.verify)
+            diverged = row["status"] == "diverged"
+            metrics = {"diverged": diverged, "status": row["status"], "split_sizes": splits.sizes(),
+                       "wall_seconds": row["seconds"]}
+            model = None
+            if not diverged:
+                metrics |= {"test_loss": row["test_loss"], "test_accuracy": row["test_accuracy"]}
+                model = build_model(member.method, stats[member.method], member.learning_rate, member.optimizer)
+                read_state(model)  # builds the optimizer's variables
+                for variables, prefix in ((model.trainable_variables, "trainable"),
+                                          (model.optimizer.variables, "optimizer")):
+                    for number, variable in enumerate(variables):
+                        variable.assign(arrays[f"{prefix}_{number}"])
+            runs.member_run(folder, run_config, dataset, stats[member.method], state.histories[member.index], metrics,
+                            model, {"study": str(folder), "index": member.index, "program": program["name"]})
+    barrier("models saved")
+    checkpoint.remove_program_states(folder, jax.process_index())
+
+
+def sweep(config: SweepConfig, output_dir=None, *, resume: bool = False, runs_root="runs", log=print,
+          live: bool | None = None, should_stop=None) -> tuple[StudyResult, list[dict]]:
+    """``fmnist sweep``: the study, then summary.csv, best.csv, a heatmap and best-rate curves per
+    optimizer. Returns the result and the rows of best.csv."""
+    from fmnist import plots
+    from fmnist.runtime import is_main_process
+
+    result = run_study(config, output_dir, kind="sweep", resume=resume, runs_root=runs_root, log=log, live=live,
+                       should_stop=should_stop)
+    summary = tables.summary_rows(result.rows)
+    best = tables.best_rows(result.rows, summary, config.methods, config.optimizers, config.baseline)
+    if is_main_process():
+        artifacts.write_csv(result.folder / "summary.csv", summary, tables.SUMMARY_COLUMNS)
+        artifacts.write_csv(result.folder / "best.csv", best, tables.BEST_COLUMNS)
+        for optimizer in config.optimizers:
+            plots.plot_heatmap(summary, optimizer, config.methods, config.learning_rates,
+                               result.folder / f"heatmap-{optimizer}.png")
+            chosen = {row["method"]: [result.histories[i] for i, member in enumerate(result.members)
+                                      if (member.method, member.optimizer, member.learning_rate)
+                                      == (row["method"], optimizer, row["learning_rate"])]
+                      for row in best if row["optimizer"] == optimizer and row["learning_rate"] != ""}
+            labels = {row["method"]: f"lr {row['learning_rate']:g}" for row in best
+                      if row["optimizer"] == optimizer and row["learning_rate"] != ""}
+            plots.plot_best_curves(chosen, labels, optimizer, result.folder / f"curves-{optimizer}.png")
+    return result, best
