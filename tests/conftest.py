@@ -9,6 +9,9 @@ import pytest
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 os.environ.setdefault("FMNIST_COMPILATION_CACHE", "off")  # tests leave nothing in ~/.cache
+# Two CPU devices, as `fmnist sweep` makes on this 2-core machine: sweeps in the tests shard their
+# members over a real two-device mesh (set before JAX starts, whichever test runs first).
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
 
 IMAGE_MAGIC, LABEL_MAGIC = 0x00000803, 0x00000801
 

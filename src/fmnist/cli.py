@@ -116,7 +116,8 @@ def _sweep_parser(commands) -> None:
     sweep.add_argument("--epochs", type=int, help=f"default {defaults.epochs}")
     sweep.add_argument("--batch-size", type=int, help=f"default {defaults.batch_size}")
     sweep.add_argument("--valid-size", type=int, help=f"the first N training images are validation (default {defaults.valid_size})")
-    sweep.add_argument("--baseline", help=f"method the others are tested against (default {defaults.baseline})")
+    sweep.add_argument("--baseline", help="method the others are tested against (default standard, or the first "
+                       "method when standard is not among them)")
     sweep.add_argument("--save-models", choices=SAVE_MODELS,
                        help="best: model.keras of each method x optimizer at its best rate, first seed (default); "
                        "all: every member; none")
@@ -226,7 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compare.add_argument("--methods", help=f"comma-separated normalization methods (default {COMPARE_DEFAULTS['methods']})")
     compare.add_argument("--seeds", type=int, help=f"seeds per method: --seed, --seed+1, … (default {COMPARE_DEFAULTS['seeds']})")
-    compare.add_argument("--baseline", help=f"method the others are tested against (default {COMPARE_DEFAULTS['baseline']})")
+    compare.add_argument("--baseline", help="method the others are tested against (default standard, or the first "
+                         "method when standard is not among them)")
     _train_options(compare, normalization=False, engine=False)
     compare.add_argument("--output-dir", metavar="FOLDER", help="comparison folder (new or empty; default runs/<UTC time>-compare)")
     compare.add_argument("--resume", metavar="FOLDER",
@@ -293,7 +295,7 @@ def _train(args) -> int:
     return 0
 
 
-COMPARE_DEFAULTS = {"methods": "none,rescale,standard,per-pixel", "seeds": 3, "baseline": "standard"}
+COMPARE_DEFAULTS = {"methods": "none,rescale,standard,per-pixel", "seeds": 3, "baseline": None}
 
 
 def _compare(args) -> int:
@@ -319,7 +321,7 @@ def _compare(args) -> int:
     print()
     print(format_table(result.summary))
     print(f"\n±: half-width of the 95% Student-t interval across seeds; vs baseline: mean paired difference in "
-          f"test accuracy against {baseline}, paired by seed, with the paired t-test's p-value")
+          f"test accuracy against {result.summary[0]['baseline']}, paired by seed, with the paired t-test's p-value")
     print(f"files in {result.folder}: runs.csv, summary.csv, val_accuracy.png, loss.png, one folder per run")
     return 0
 

@@ -86,7 +86,7 @@ class Comparison:
     summary: list[dict]
 
 
-def study_config(methods: list[str], seeds: int, config: TrainConfig, baseline: str) -> SweepConfig:
+def study_config(methods: list[str], seeds: int, config: TrainConfig, baseline: str | None) -> SweepConfig:
     """The sweep a comparison is: its methods and seeds at config's learning rate and optimizer."""
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise UsageError(f"--seeds {seeds}: must be an integer >= 1")
@@ -96,15 +96,17 @@ def study_config(methods: list[str], seeds: int, config: TrainConfig, baseline: 
                        verify=config.verify)
 
 
-def compare(methods: list[str], seeds: int, config: TrainConfig, output_dir=None, baseline: str = "standard",
+def compare(methods: list[str], seeds: int, config: TrainConfig, output_dir=None, baseline: str | None = None,
             *, resume: bool = False, runs_root="runs", log=print, live: bool | None = None,
             should_stop=None) -> Comparison:
     """Train every method with seeds config.seed, config.seed+1, …; write runs.csv, summary.csv and plots.
 
     ``resume``: ``output_dir`` is an earlier comparison; finished members are kept and the rest trained.
     """
-    result = run_study(study_config(methods, seeds, config, baseline), output_dir, kind="compare", resume=resume,
-                       runs_root=runs_root, log=log, live=live, should_stop=should_stop)
+    settings = study_config(methods, seeds, config, baseline)
+    baseline = settings.baseline
+    result = run_study(settings, output_dir, kind="compare", resume=resume, runs_root=runs_root, log=log, live=live,
+                       should_stop=should_stop)
     rows = [{key: row[key] for key in RUN_COLUMNS if key in row} | {"diverged": "yes" if row["status"] == "diverged" else "no"}
             for row in result.rows]
     for number, row in enumerate(rows, 1):

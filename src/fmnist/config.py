@@ -74,7 +74,9 @@ class SweepConfig:
     epochs: int = 10  # the tutorial's
     batch_size: int = 32  # the tutorial's
     valid_size: int = 5000  # the tutorial's split
-    baseline: str = "standard"  # the tutorial's method; every other method is tested against it
+    # Every other method is tested against it; None: the tutorial's "standard" when it is among the
+    # methods, else the first method.
+    baseline: str | None = None
     save_models: str = "best"  # model.keras for each method x optimizer at its best rate (first seed)
     members_per_program: int | None = None  # None: as many as fit in half the free memory
     data_dir: str | None = None
@@ -106,6 +108,8 @@ class SweepConfig:
                 raise UsageError(f"--{field.replace('_', '-')} {value}: must be an integer >= {minimum}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= 2**32 - self.seeds:
             raise UsageError(f"--seed {self.seed}: must be an integer from 0 to {2**32 - self.seeds}")
+        if self.baseline is None:
+            object.__setattr__(self, "baseline", "standard" if "standard" in self.methods else self.methods[0])
         if self.baseline not in self.methods:
             raise UsageError(f"--baseline {self.baseline!r} is not among --methods ({', '.join(self.methods)})")
         if self.save_models not in SAVE_MODELS:

@@ -97,9 +97,11 @@ def plot_heatmap(summary: list[dict], optimizer: str, methods, rates, path: Path
     finite = values[np.isfinite(values)]
     figure = Figure(figsize=(1.1 * len(rates) + 3, 0.6 * len(methods) + 2))
     axes = figure.subplots()
-    shown = axes.imshow(np.ma.masked_invalid(values), cmap="viridis", aspect="auto",
+    import matplotlib
+
+    colours = matplotlib.colormaps["viridis"].with_extremes(bad="lightgrey")  # grey: every member diverged
+    shown = axes.imshow(np.ma.masked_invalid(values), cmap=colours, aspect="auto",
                         vmin=min(0.1, finite.min()) if finite.size else 0.1, vmax=finite.max() if finite.size else 1)
-    shown.cmap.set_bad("lightgrey")
     figure.colorbar(shown, ax=axes, label="mean final val_accuracy")
     for row, method in enumerate(methods):
         for column, rate in enumerate(rates):
@@ -108,14 +110,14 @@ def plot_heatmap(summary: list[dict], optimizer: str, methods, rates, path: Path
             if cell["diverged"]:
                 text += f"\n{cell['diverged']}/{cell['members']} diverged"
                 axes.add_patch(_hatch(column, row))
-            light = np.isfinite(values[row, column]) and values[row, column] > shown.norm.vmin + 0.6 * (
+            light = not np.isfinite(values[row, column]) or values[row, column] > shown.norm.vmin + 0.6 * (
                 shown.norm.vmax - shown.norm.vmin)
             axes.text(column, row, text, ha="center", va="center", fontsize=7, color="black" if light else "white")
     axes.set_xticks(range(len(rates)), [f"{rate:g}" for rate in rates])
     axes.set_yticks(range(len(methods)), methods)
     axes.set_xlabel("learning rate")
     axes.set_ylabel("normalization")
-    axes.set_title(f"{optimizer}: mean final val_accuracy over seeds (hatched: some members diverged)")
+    axes.set_title(f"{optimizer}: mean final val_accuracy over seeds\n(hatched: some members diverged)", fontsize=10)
     _save(figure, path)
 
 
