@@ -43,15 +43,24 @@ def _predict_json(args, capsys):
     return code, json.loads(capsys.readouterr().out)
 
 
+def _palette(a):
+    picture = Image.frombytes("P", (28, 28), a.tobytes())
+    picture.putpalette([v for value in range(256) for v in (value, value, value)])  # index = grey value
+    return picture
+
+
 def test_pngs_and_their_variants_predict_like_the_arrays(tmp_path, model_file, images, capsys):
+    """28x28 pictures are taken as already converted: both conversions give their exact pixels back."""
     expected = _expected(model_file, images)
     variants = {
         "grey": lambda a: Image.fromarray(a),
         "rgb": lambda a: Image.fromarray(np.stack([a] * 3, axis=-1)),
-        "upscaled": lambda a: Image.fromarray(a).resize((112, 112), Image.Resampling.NEAREST),
         "16bit": lambda a: Image.fromarray(a.astype(np.uint16) * 257),
         "rgba": lambda a: Image.fromarray(np.dstack([a, a, a, np.full_like(a, 255)])),
+        "palette": _palette,
         "photo": lambda a: Image.fromarray(255 - a),  # dark on light: --invert auto turns it back
+        # larger: the simple conversion's area averaging undoes it exactly (the dataset's is in test_pictures)
+        "upscaled": lambda a: Image.fromarray(a).resize((112, 112), Image.Resampling.NEAREST),
     }
     for name, make in variants.items():
         folder = tmp_path / name
@@ -59,9 +68,10 @@ def test_pngs_and_their_variants_predict_like_the_arrays(tmp_path, model_file, i
         for index, image in enumerate(images):
             make(image).save(folder / f"{index:02d}.png")
         # the pixels themselves come back exactly
-        read = read_inputs([str(folder)])
-        assert np.array_equal(np.stack([item.image for item in read]), images), name
-        code, results = _predict_json([model_file, folder], capsys)
+        for conversion in ("simple",) if name == "upscaled" else ("dataset", "simple"):
+            read = read_inputs([str(folder)], conversion=conversion)
+            assert np.array_equal(np.stack([item.image for item in read]), images), (name, conversion)
+        code, results = _predict_json([model_file, folder, "--conversion", "simple"], capsys)
         assert code == 0
         assert [r["label"] for r in results] == expected.tolist(), name
         assert all(r["error"] is None and len(r["top3"]) == 3 for r in results)
@@ -134,7 +144,7 @@ def test_table_and_csv_output(tmp_path, model_file, images, capsys):
     assert "error: no such file" in table[2]
     assert main(["predict", str(model_file), str(tmp_path / "a.png"), "--format", "csv"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "input,index,label,class_name,probability,top3,error" and len(lines) == 2
+    assert lines[0] == "input,index,label,class_name,probability,top3,error,warning" and len(lines) == 2
 
 
 def _lambda_model(tmp_path):

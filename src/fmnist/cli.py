@@ -16,10 +16,17 @@ from fmnist.runtime import stop_on_signals, use_compilation_cache, use_cpu_devic
 
 PREDICT_DESCRIPTION = """Classify images with a saved model (loaded in safe mode).
 
-Pictures (PNG, JPEG) are converted like Fashion-MNIST: EXIF orientation applied; to 8-bit grey
-(16-bit scaled, transparency composited onto white, colour to luminance); inverted per --invert;
-the longest side scaled to 28 keeping the aspect ratio, centred on black. Arrays (.npy) and IDX
-files are used as they are. A bad input gets an error row; the others are still predicted."""
+Pictures (PNG, JPEG) are turned upright (EXIF), read as a page shows them (16-bit scaled,
+transparency on white) and converted per --conversion:
+  dataset  Fashion-MNIST's own conversion (Xiao et al. 2017, section 2), the default: trim the
+           edges within 5% of the corners' colour, grey, negate when the item is darker than that
+           colour, stretch it to 0 and the item to 255 (as every training image is), longest edge
+           to 28 by area averaging, sharpen (Gaussian, radius and sigma 1), centre on black.
+  simple   the conversion predict used before: grey, negate when the outermost pixel ring is
+           light, longest side to 28, centred on black; no trim, no stretch, no sharpening.
+A 28x28 picture is taken as already converted (only grey and --invert). Arrays (.npy) and IDX
+files are used as they are. A bad input gets an error row, the others are still predicted; a
+doubtful conversion (e.g. low contrast) gets a warning."""
 
 EPILOG = "exit codes: 0 success, 1 the work failed (e.g. training diverged), 2 bad usage or unusable data"
 
@@ -251,8 +258,17 @@ def build_parser() -> argparse.ArgumentParser:
                          help="PNG/JPEG files, folders of them, .npy arrays (28x28 or Nx28x28), IDX image files")
     predict.add_argument("--format", choices=("table", "json", "csv"), default="table", help="default %(default)s")
     predict.add_argument("--invert", choices=("auto", "yes", "no"), default="auto",
-                         help="make dark-on-light pictures light-on-dark like Fashion-MNIST; auto: when the "
-                         "border is light (mean of the outermost pixel ring > 127.5). Default %(default)s")
+                         help="make dark-on-light pictures light-on-dark like Fashion-MNIST; auto: when the item "
+                         "is darker than the trimmed-away colour (simple: when the mean of the outermost pixel "
+                         "ring is above 127.5). Default %(default)s")
+    predict.add_argument("--conversion", choices=("dataset", "simple"), default="dataset",
+                         help="how pictures become 28x28 (see above). Default %(default)s")
+    predict.add_argument("--save-inputs", metavar="DIR",
+                         help="write each converted 28x28 image, what the model saw, as DIR/NNNN-NAME.png "
+                         "(DIR is created if missing)")
+    predict.add_argument("--sheet", metavar="FILE.png",
+                         help="draw a contact sheet: each picture beside its 28x28 input, the predicted class, "
+                         "the top 3 and any warning (the first 100 inputs)")
 
     data = commands.add_parser("data", help="inspect or fetch the dataset")
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
@@ -348,13 +364,25 @@ def _evaluate(args) -> int:
 
 
 def _predict(args) -> int:
+    from fmnist.errors import UsageError
     from fmnist.evaluation import load_model
     from fmnist.images import read_inputs
-    from fmnist.predict import predict, render
+    from fmnist.predict import SHEET_LIMIT, draw_sheet, predict, render, save_inputs
 
+    # The outputs are checked before any work, so that a typo costs nothing.
+    folder, sheet = (Path(value) if value else None for value in (args.save_inputs, args.sheet))
+    if folder and folder.exists() and not folder.is_dir():
+        raise UsageError(f"--save-inputs {folder}: exists and is not a folder")
+    if sheet and (sheet.suffix.lower() != ".png" or not sheet.parent.is_dir()):
+        raise UsageError(f"--sheet {sheet}: give a .png file in an existing folder")
     model = load_model(args.model)
-    results = predict(model, read_inputs(args.inputs, args.invert))
+    items = read_inputs(args.inputs, args.invert, args.conversion, previews=SHEET_LIMIT if sheet else 0)
+    results = predict(model, items)
     print(render(results, args.format))
+    if folder:
+        print(f"fmnist: wrote {save_inputs(items, folder)} converted inputs into {folder}", file=sys.stderr)
+    if sheet:
+        print(f"fmnist: wrote {sheet} ({draw_sheet(items, results, sheet)} of {len(items)} inputs)", file=sys.stderr)
     failed = sum(result["error"] is not None for result in results)
     if failed:
         print(f"fmnist: {failed} of {len(results)} inputs failed", file=sys.stderr)

@@ -2,16 +2,10 @@
 
 Accepted: PNG and JPEG files (only those two Pillow decoders are used), folders of them, ``.npy`` arrays
 (28x28 or Nx28x28; uint8, or integers/floats within 0..255, rounded), and IDX image files (gzip or not).
-Arrays and IDX files are taken as they are; pictures are converted:
-
-1. EXIF orientation applied.
-2. To 8-bit grey: 16-bit images scaled (65535 -> 255, never clipped); transparent pixels composited onto
-   white, as a page shows them; colour to luminance (ITU-R 601-2: 0.299 R + 0.587 G + 0.114 B).
-3. Inversion (``--invert``): Fashion-MNIST items are light on black, while product photos are dark on
-   light. ``auto`` inverts when the mean of the outermost ring of pixels is above 127.5 (a light
-   background); ``yes`` always inverts, ``no`` never does.
-4. Other sizes: the longest side scaled to 28 keeping the aspect ratio (area averaging when shrinking,
-   bicubic when enlarging), centred on a black 28x28 canvas.
+Arrays and IDX files are taken as they are. Pictures are decoded, turned upright by their EXIF
+orientation, read as a page shows them (16-bit scaled to 8 bits, never clipped; transparency on
+white; colour to ITU-R 601-2 luminance), then converted by ``fmnist.pictures``: the dataset's own
+conversion by default, or the simple one ``predict`` used before.
 
 Every failure is an ``InputError`` naming what is wrong with that one input; the rest go on.
 """
@@ -19,17 +13,19 @@ Every failure is an ``InputError`` naming what is wrong with that one input; the
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import warnings
 from pathlib import Path
 
 import numpy as np
+
+from fmnist import pictures
 
 MAX_PIXELS = 40_000_000  # checked from the header, before any decoding: a decompression bomb costs nothing
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg")
 SIGNATURES = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG"}
 OTHER_FORMATS = {b"GIF8": "GIF", b"BM": "BMP", b"II*\x00": "TIFF", b"MM\x00*": "TIFF", b"RIFF": "WebP/RIFF"}
 INVERT_CHOICES = ("auto", "yes", "no")
+PREVIEW_SIZE = 96  # pixels on the longest side of the thumbnail kept for the contact sheet
 
 
 class InputError(Exception):
@@ -42,12 +38,31 @@ class Item:
     index: int  # position within a multi-image file, else 0
     image: np.ndarray | None  # (28, 28) uint8
     error: str | None = None
+    warning: str | None = None  # the conversion's doubts, e.g. low contrast ("; " between several)
+    preview: np.ndarray | None = None  # a small RGB copy of the picture as given, when asked for
 
 
-def read_inputs(inputs: list[str], invert: str = "auto") -> list[Item]:
-    """One Item per image; a bad input becomes one Item with its error instead of stopping the batch."""
-    if invert not in INVERT_CHOICES:
-        raise ValueError(f"invert must be one of {INVERT_CHOICES}, not {invert!r}")
+@dataclasses.dataclass(frozen=True)
+class Reading:
+    """How pictures are converted (arrays and IDX files are taken as they are)."""
+
+    invert: str = "auto"  # "auto": decided by the background; "yes" / "no" force it
+    conversion: str = "dataset"  # a name in pictures.CONVERSIONS
+    options: pictures.DatasetOptions = pictures.DatasetOptions()
+    previews: int = 0  # keep a thumbnail of the first this many inputs' pictures (the contact sheet's)
+
+    def __post_init__(self):
+        if self.invert not in INVERT_CHOICES:
+            raise ValueError(f"invert must be one of {INVERT_CHOICES}, not {self.invert!r}")
+        if self.conversion not in pictures.CONVERSIONS:
+            raise ValueError(f"conversion must be one of {pictures.CONVERSIONS}, not {self.conversion!r}")
+
+
+def read_inputs(inputs: list[str], invert: str = "auto", conversion: str = "dataset", **more) -> list[Item]:
+    """One Item per image; a bad input becomes one Item with its error instead of stopping the batch.
+
+    ``more`` takes the other fields of ``Reading`` (``options``, ``previews``)."""
+    reading = Reading(invert, conversion, **more)
     items = []
     for text in inputs:
         path = Path(text)
@@ -56,21 +71,21 @@ def read_inputs(inputs: list[str], invert: str = "auto") -> list[Item]:
             if not files:
                 items.append(Item(text, 0, None, "folder holds no .png, .jpg or .jpeg files"))
             for file in files:
-                items += _read_one(str(file), invert)
+                items += _read_one(str(file), reading, len(items))
         else:
-            items += _read_one(text, invert)
+            items += _read_one(text, reading, len(items))
     return items
 
 
-def _read_one(text: str, invert: str) -> list[Item]:
+def _read_one(text: str, reading: Reading, so_far: int) -> list[Item]:
     try:
-        images = read_file(Path(text), invert)
+        found = read_file(Path(text), dataclasses.replace(reading, previews=int(so_far < reading.previews)))
     except InputError as error:
         return [Item(text, 0, None, str(error))]
-    return [Item(text, index, image) for index, image in enumerate(images)]
+    return [dataclasses.replace(item, input=text, index=index) for index, item in enumerate(found)]
 
 
-def read_file(path: Path, invert: str = "auto") -> list[np.ndarray]:
+def read_file(path: Path, reading: Reading = Reading()) -> list[Item]:
     if not path.is_file():
         raise InputError("no such file")
     with open(path, "rb") as handle:
@@ -78,15 +93,15 @@ def read_file(path: Path, invert: str = "auto") -> list[np.ndarray]:
     if not head:
         raise InputError("empty file")
     if head.startswith(b"\x93NUMPY"):
-        return list(_read_npy(path))
+        return [Item(str(path), 0, image) for image in _read_npy(path)]
     if head.startswith(b"\x1f\x8b") or head[:4] == b"\x00\x00\x08\x03":
-        return list(_read_idx(path))
+        return [Item(str(path), 0, image) for image in _read_idx(path)]
     kind = next((name for magic, name in SIGNATURES.items() if head.startswith(magic)), None)
     if kind is None:
         other = next((name for magic, name in OTHER_FORMATS.items() if head.startswith(magic)), None)
         found = f"{other}" if other else "not PNG, JPEG, .npy or IDX"
         raise InputError(f"unsupported format ({found}); give PNG, JPEG, .npy or IDX files")
-    return [_read_picture(path, kind, invert)]
+    return [_read_picture(path, kind, reading)]
 
 
 def _read_npy(path: Path) -> np.ndarray:
@@ -127,7 +142,7 @@ def _read_idx(path: Path) -> np.ndarray:
         raise InputError(str(error).removeprefix(f"{path}: ")) from None
 
 
-def _read_picture(path: Path, kind: str, invert: str) -> np.ndarray:
+def _read_picture(path: Path, kind: str, reading: Reading) -> Item:
     from PIL import Image, ImageOps
 
     try:
@@ -138,49 +153,17 @@ def _read_picture(path: Path, kind: str, invert: str) -> np.ndarray:
                 if width * height > MAX_PIXELS:
                     raise InputError(f"image is {width}x{height} pixels; more than the limit of {MAX_PIXELS:,}")
                 image.load()
-                grey = _grey(ImageOps.exif_transpose(image))
+                upright = ImageOps.exif_transpose(image)
+        converted = pictures.convert(upright, reading.conversion, reading.invert, reading.options)
     except InputError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise InputError(f"refused as a decompression bomb ({error})") from None
     except (OSError, SyntaxError, ValueError) as error:  # Pillow's ways of saying a file is damaged
         raise InputError(f"damaged {kind} file ({error})") from None
-    return _fit_to_28(grey, invert)
-
-
-def _grey(image) -> np.ndarray:
-    """8-bit-scale grey values (float64, 0..255) of a decoded Pillow image."""
-    from PIL import Image
-
-    if image.mode.startswith("I;16") or image.mode == "I":
-        return np.asarray(image, dtype=np.float64) * (255.0 / 65535.0)  # 16-bit: scaled, not clipped
-    transparent = image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info
-    if transparent:
-        rgba = image.convert("RGBA")
-        page = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(page, rgba)
-    return np.asarray(image.convert("L"), dtype=np.float64)
-
-
-def should_invert(grey: np.ndarray) -> bool:
-    """The ``auto`` rule: a light border (mean of the outermost ring above 127.5) means a light background."""
-    ring = np.concatenate([grey[0], grey[-1], grey[1:-1, 0], grey[1:-1, -1]])
-    return float(ring.mean()) > 127.5
-
-
-def _fit_to_28(grey: np.ndarray, invert: str) -> np.ndarray:
-    from PIL import Image
-
-    if invert == "yes" or (invert == "auto" and should_invert(grey)):
-        grey = 255.0 - grey
-    height, width = grey.shape
-    if (height, width) != (28, 28):
-        scale = 28 / max(height, width)
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        method = Image.Resampling.BOX if scale < 1 else Image.Resampling.BICUBIC
-        resized = np.asarray(Image.fromarray(grey.astype(np.float32)).resize(size, method))
-        canvas = np.zeros((28, 28), np.float64)
-        top, left = (28 - size[1]) // 2, (28 - size[0]) // 2
-        canvas[top: top + size[1], left: left + size[0]] = resized
-        grey = canvas
-    return np.clip(np.rint(grey), 0, 255).astype(np.uint8)
+    preview = None
+    if reading.previews:
+        thumbnail = pictures.colour(upright)
+        thumbnail.thumbnail((PREVIEW_SIZE, PREVIEW_SIZE), Image.Resampling.BOX)
+        preview = np.asarray(thumbnail)
+    return Item(str(path), 0, converted.image, None, "; ".join(converted.warnings) or None, preview)

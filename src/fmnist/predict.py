@@ -1,18 +1,23 @@
-"""``predict``: users' images through a saved model, as a table, JSON or CSV."""
+"""``predict``: users' images through a saved model, as a table, JSON or CSV; what the model saw, as
+PNG files (``save_inputs``) and a contact sheet (``draw_sheet``)."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import textwrap
+from pathlib import Path
 
 import numpy as np
 
-from fmnist import CLASS_NAMES
+from fmnist import CLASS_NAMES, artifacts
 from fmnist.images import Item
 
 FORMATS = ("table", "json", "csv")
-FIELDS = ("input", "index", "label", "class_name", "probability", "top3", "error")
+FIELDS = ("input", "index", "label", "class_name", "probability", "top3", "error", "warning")
+SHEET_LIMIT = 100  # rows on one contact sheet: beyond that a sheet is too tall to look at
+SHEET_COLUMNS = 2  # pictures side by side on the sheet
 
 
 def predict(model, items: list[Item]) -> list[dict]:
@@ -26,7 +31,7 @@ def predict(model, items: list[Item]) -> list[dict]:
     results = []
     for item in items:
         result = {"input": item.input, "index": item.index, "label": None, "class_name": None,
-                  "probability": None, "top3": None, "error": item.error}
+                  "probability": None, "top3": None, "error": item.error, "warning": item.warning}
         row = probabilities.get(id(item))
         if row is not None:
             top = np.argsort(row)[::-1][:3]
@@ -59,10 +64,85 @@ def render(results: list[dict], form: str) -> str:
         if result["error"]:
             lines.append(f"{name:<{width}}  error: {result['error']}")
         else:
-            lines.append(f"{name:<{width}}  {result['class_name']:<11}  {result['probability']:>5.3f}  {_top3_text(result)}")
+            line = f"{name:<{width}}  {result['class_name']:<11}  {result['probability']:>5.3f}  {_top3_text(result)}"
+            lines.append(line + (f"  (warning: {result['warning']})" if result["warning"] else ""))
     return "\n".join(lines)
 
 
 def _multi(results: list[dict], name: str) -> bool:
     """Whether ``name`` is a multi-image file (.npy or IDX), whose rows need their index."""
     return len({r["index"] for r in results if r["input"] == name}) > 1
+
+
+def _row_names(items: list[Item]) -> list[str]:
+    """A file name per row: the row number, the input's stem, and the index within a multi-image file."""
+    counts = {}
+    for item in items:
+        counts[item.input] = counts.get(item.input, 0) + 1
+    width = max(4, len(str(len(items))))
+    return [f"{number:0{width}d}-{Path(item.input).stem}" + (f"-{item.index}" if counts[item.input] > 1 else "")
+            for number, item in enumerate(items, 1)]
+
+
+def save_inputs(items: list[Item], folder: Path) -> int:
+    """Write each converted 28x28 image as PNG into ``folder`` (created if missing); returns how many."""
+    from PIL import Image
+
+    _writing(folder, lambda: folder.mkdir(parents=True, exist_ok=True))
+    written = 0
+    for name, item in zip(_row_names(items), items):
+        if item.image is not None:
+            image, path = Image.fromarray(item.image), folder / f"{name}.png"
+            _writing(path, lambda: artifacts.write_with(path, lambda temporary: image.save(temporary, format="PNG")))
+            written += 1
+    return written
+
+
+def _writing(path: Path, write) -> None:
+    """Run ``write``; a file that cannot be written is bad usage (exit 2), said in one line."""
+    from fmnist.errors import UsageError
+
+    try:
+        write()
+    except OSError as error:
+        raise UsageError(f"{path}: cannot write ({error.strerror or error})") from None
+
+
+def draw_sheet(items: list[Item], results: list[dict], path: Path, limit: int = SHEET_LIMIT) -> int:
+    """Each picture beside its 28x28 input, predicted class and top 3, warnings in red; returns rows drawn."""
+    from matplotlib.figure import Figure
+
+    shown = list(zip(items, results))[:limit]
+    rows = -(-len(shown) // SHEET_COLUMNS)
+    figure = Figure(figsize=(SHEET_COLUMNS * 6.0, rows * 1.5 + 0.4))
+    grid = figure.subplots(rows, 3 * SHEET_COLUMNS, squeeze=False, gridspec_kw={"width_ratios": [1, 1, 2.4] * SHEET_COLUMNS})
+    for axes in grid.ravel():
+        axes.axis("off")
+    for number, (item, result) in enumerate(shown):
+        row, column = divmod(number, SHEET_COLUMNS)
+        original, seen, words = grid[row, 3 * column: 3 * column + 3]
+        if item.preview is not None or item.image is not None:  # an array's own pixels are its original
+            picture = item.preview if item.preview is not None else item.image
+            original.imshow(picture, cmap=None if picture.ndim == 3 else "gray", vmin=0, vmax=255)
+        if item.image is not None:
+            seen.imshow(item.image, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+            seen.set_title("28x28 input", fontsize=7)
+        name = Path(item.input).name + (f"[{item.index}]" if item.index else "")
+        original.set_title(name if len(name) <= 28 else "…" + name[-27:], fontsize=7)
+        words.text(0.0, 0.5, _sheet_text(result), fontsize=8, va="center", family="monospace", transform=words.transAxes,
+                   color="firebrick" if result["error"] or result["warning"] else "black")
+    note = f" (the first {limit} of {len(items)})" if len(items) > limit else ""
+    figure.suptitle(f"what the model saw{note}", fontsize=10)
+    figure.tight_layout()
+    _writing(path, lambda: artifacts.write_with(path, lambda temporary: figure.savefig(temporary, dpi=100, format="png")))
+    return len(shown)
+
+
+def _sheet_text(result: dict) -> str:
+    if result["error"]:
+        return "error:\n" + textwrap.fill(result["error"], 40)
+    lines = [f"{result['class_name']} {result['probability']:.3f}", ""]
+    lines += [f"{entry['class_name']:<12} {entry['probability']:.3f}" for entry in result["top3"]]
+    if result["warning"]:
+        lines += ["", textwrap.fill(result["warning"], 40)]
+    return "\n".join(lines)
