@@ -157,7 +157,7 @@ def test_live_chunks_give_the_same_members(tiny_dir):
     (["--learning-rates", "0.1,-1"], "--learning-rates: -1.0 is not a positive finite number"),
     (["--learning-rates", "0.1,0.1"], "--learning-rates: a value is named twice"),
     (["--optimizers", "sgd,rmsprop"], "unknown optimizer 'rmsprop'"),
-    (["--methods", "none,rescale"], "--baseline 'standard' is not among --methods"),
+    (["--methods", "none,rescale", "--baseline", "standard"], "--baseline 'standard' is not among --methods"),
     (["--methods", "zscore"], "unknown normalization 'zscore'"),
     (["--seeds", "0"], "--seeds 0: must be an integer >= 1"),
     (["--members-per-program", "0"], "--members-per-program 0: must be an integer >= 1"),

@@ -6,6 +6,7 @@ read plain rows (history dicts, arrays), never a live model.
 
 from __future__ import annotations
 
+import textwrap
 import warnings
 from pathlib import Path
 
@@ -18,7 +19,7 @@ HISTORY_SERIES = ("loss", "accuracy", "val_loss", "val_accuracy")
 
 def _save(figure, path: Path) -> None:
     figure.tight_layout()
-    artifacts.write_with(path, lambda temporary: figure.savefig(temporary, dpi=100))
+    artifacts.write_with(path, lambda temporary: figure.savefig(temporary, dpi=100, format="png"))
 
 
 def plot_learning_curves(history: list[dict], path: Path, title: str = "") -> None:
@@ -208,3 +209,42 @@ def plot_samples(images: np.ndarray, labels: np.ndarray, path: Path, per_class: 
         grid[label, 0].set_ylabel(f"{label} {CLASS_NAMES[label]}", rotation=0, ha="right", va="center", fontsize=9)
     figure.suptitle("Fashion-MNIST samples per class")
     _save(figure, path)
+
+
+def plot_sheet(items, results: list[dict], path: Path, limit: int, columns: int) -> None:
+    """``fmnist predict --sheet``: each picture beside its 28x28 input, predicted class and top 3, errors
+    and warnings in red."""
+    from matplotlib.figure import Figure
+
+    shown = list(zip(items, results))[:limit]
+    rows = -(-len(shown) // columns)
+    figure = Figure(figsize=(columns * 6.0, rows * 1.5 + 0.4))
+    grid = figure.subplots(rows, 3 * columns, squeeze=False, gridspec_kw={"width_ratios": [1, 1, 2.4] * columns})
+    for axes in grid.ravel():
+        axes.axis("off")
+    for number, (item, result) in enumerate(shown):
+        row, column = divmod(number, columns)
+        original, seen, words = grid[row, 3 * column: 3 * column + 3]
+        if item.preview is not None or item.image is not None:  # an array's own pixels are its original
+            picture = item.preview if item.preview is not None else item.image
+            original.imshow(picture, cmap=None if picture.ndim == 3 else "gray", vmin=0, vmax=255)
+        if item.image is not None:
+            seen.imshow(item.image, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+            seen.set_title("28x28 input", fontsize=7)
+        name = Path(item.input).name + (f"[{item.index}]" if item.index else "")
+        original.set_title(name if len(name) <= 28 else "…" + name[-27:], fontsize=7)
+        words.text(0.0, 0.5, _sheet_text(result), fontsize=8, va="center", family="monospace", transform=words.transAxes,
+                   color="firebrick" if result["error"] or result["warning"] else "black")
+    note = f" (the first {limit} of {len(items)})" if len(items) > limit else ""
+    figure.suptitle(f"what the model saw{note}", fontsize=10)
+    _save(figure, path)
+
+
+def _sheet_text(result: dict) -> str:
+    if result["error"]:
+        return "error:\n" + textwrap.fill(result["error"], 40)
+    lines = [f"{result['class_name']} {result['probability']:.3f}", ""]
+    lines += [f"{entry['class_name']:<12} {entry['probability']:.3f}" for entry in result["top3"]]
+    if result["warning"]:
+        lines += ["", textwrap.fill(result["warning"], 40)]
+    return "\n".join(lines)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -109,40 +108,8 @@ def _writing(path: Path, write) -> None:
 
 
 def draw_sheet(items: list[Item], results: list[dict], path: Path, limit: int = SHEET_LIMIT) -> int:
-    """Each picture beside its 28x28 input, predicted class and top 3, warnings in red; returns rows drawn."""
-    from matplotlib.figure import Figure
+    """The contact sheet (plots.plot_sheet); returns the rows drawn."""
+    from fmnist import plots
 
-    shown = list(zip(items, results))[:limit]
-    rows = -(-len(shown) // SHEET_COLUMNS)
-    figure = Figure(figsize=(SHEET_COLUMNS * 6.0, rows * 1.5 + 0.4))
-    grid = figure.subplots(rows, 3 * SHEET_COLUMNS, squeeze=False, gridspec_kw={"width_ratios": [1, 1, 2.4] * SHEET_COLUMNS})
-    for axes in grid.ravel():
-        axes.axis("off")
-    for number, (item, result) in enumerate(shown):
-        row, column = divmod(number, SHEET_COLUMNS)
-        original, seen, words = grid[row, 3 * column: 3 * column + 3]
-        if item.preview is not None or item.image is not None:  # an array's own pixels are its original
-            picture = item.preview if item.preview is not None else item.image
-            original.imshow(picture, cmap=None if picture.ndim == 3 else "gray", vmin=0, vmax=255)
-        if item.image is not None:
-            seen.imshow(item.image, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-            seen.set_title("28x28 input", fontsize=7)
-        name = Path(item.input).name + (f"[{item.index}]" if item.index else "")
-        original.set_title(name if len(name) <= 28 else "…" + name[-27:], fontsize=7)
-        words.text(0.0, 0.5, _sheet_text(result), fontsize=8, va="center", family="monospace", transform=words.transAxes,
-                   color="firebrick" if result["error"] or result["warning"] else "black")
-    note = f" (the first {limit} of {len(items)})" if len(items) > limit else ""
-    figure.suptitle(f"what the model saw{note}", fontsize=10)
-    figure.tight_layout()
-    _writing(path, lambda: artifacts.write_with(path, lambda temporary: figure.savefig(temporary, dpi=100, format="png")))
-    return len(shown)
-
-
-def _sheet_text(result: dict) -> str:
-    if result["error"]:
-        return "error:\n" + textwrap.fill(result["error"], 40)
-    lines = [f"{result['class_name']} {result['probability']:.3f}", ""]
-    lines += [f"{entry['class_name']:<12} {entry['probability']:.3f}" for entry in result["top3"]]
-    if result["warning"]:
-        lines += ["", textwrap.fill(result["warning"], 40)]
-    return "\n".join(lines)
+    _writing(path, lambda: plots.plot_sheet(items, results, path, limit, SHEET_COLUMNS))
+    return min(len(items), limit)
