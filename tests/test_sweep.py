@@ -176,10 +176,13 @@ def test_resume_refuses_other_settings_and_other_kinds(tmp_path, tiny_args, caps
     assert _sweep(tiny_args, out, "--methods", "standard", "--learning-rates", "0.1", "--optimizers", "sgd",
                   "--seeds", "1", "--save-models", "none") == 0
     assert main(["sweep", "--resume", str(out), "--seeds", "3"]) == 2
-    assert "the sweep's recorded settings are used; drop --seeds" in capsys.readouterr().err
+    assert "--seeds 3 differs from the sweep's seeds 1; resuming refuses changes" in capsys.readouterr().err
+    assert main(["sweep", "--resume", str(out), "--learning-rates", "0.1,0.01"]) == 2
+    assert "--learning-rates 0.1,0.01 differs from the sweep's learning_rates (0.1,)" in capsys.readouterr().err
     assert main(["compare", "--resume", str(out)]) == 2
     assert "a sweep folder; resume it with fmnist sweep --resume" in capsys.readouterr().err
-    assert main(["sweep", "--resume", str(out), *tiny_args[:2]]) == 0  # finished: tables rewritten, nothing trained
+    assert main(["sweep", "--resume", str(out), *tiny_args]) == 0  # the same settings again are fine; finished:
+    # the tables are written again, nothing is trained
     assert "finished earlier: 1 members" in capsys.readouterr().out
 
 

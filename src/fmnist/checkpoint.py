@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import zipfile
 from pathlib import Path
 
@@ -99,9 +100,16 @@ def read_progress(folder: Path, name: str) -> dict | None:
     if not path.exists():
         return None
     try:
-        return json.loads(path.read_text())
+        progress = json.loads(path.read_text())
     except (OSError, ValueError) as error:
         raise DataError(f"{path}: damaged progress file ({error})") from None
+    # JSON has no NaN: a diverged member's values were written as null
+    progress["history"] = [[{key: math.nan if value is None else value for key, value in row.items()} for row in rows]
+                           for rows in progress["history"]]
+    if progress.get("test"):
+        progress["test"] = {key: [math.nan if value is None else value for value in values]
+                            for key, values in progress["test"].items()}
+    return progress
 
 
 def save_program(folder: Path, name: str, engine, epoch: int, histories: list[list[dict]], seconds: float) -> None:

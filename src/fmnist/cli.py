@@ -178,12 +178,17 @@ def _sweep(args) -> int:
     if args.skip_checksum:
         named["verify"] = False
     if args.resume:
-        extra = [_option(key) for key in named if key != "data_dir"] + (["--output-dir"] if args.output_dir else [])
-        if extra:
-            raise _usage(f"--resume {args.resume}: the sweep's recorded settings are used; drop {', '.join(extra)}")
-        recorded = read_study(args.resume, "sweep")["settings"]
-        config = SweepConfig(**{key: tuple(value) if isinstance(value, list) else value for key, value in recorded.items()}
-                             | {key: named[key] for key in ("data_dir",) if key in named})
+        if args.output_dir:
+            raise _usage("--resume names the sweep folder; --output-dir cannot be used with it")
+        recorded = {key: tuple(value) if isinstance(value, list) else value
+                    for key, value in read_study(args.resume, "sweep")["settings"].items()}
+        changed = [key for key, value in named.items() if key != "data_dir" and value != recorded[key]]
+        if changed:
+            key = changed[0]
+            option = "--skip-checksum" if key == "verify" else f"{_option(key)} {getattr(args, key)}"
+            raise _usage(f"--resume {args.resume}: {option} differs from the sweep's {key} {recorded[key]!r}; "
+                         "resuming refuses changes that alter the result")
+        config = SweepConfig(**recorded | {key: named[key] for key in ("data_dir",) if key in named})
     else:
         config = SweepConfig(**named)
     log = print if is_main_process() else (lambda *_: None)

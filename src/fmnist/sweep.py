@@ -23,6 +23,7 @@ from fmnist import artifacts, checkpoint, data, normalization, runs, tables
 from fmnist.config import SweepConfig
 from fmnist.errors import Interrupted
 from fmnist.progress import Progress
+from fmnist.runtime import any_process
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,6 +117,9 @@ def run_study(config: SweepConfig, output_dir=None, *, kind: str = "sweep", resu
     for number, program in enumerate(programs, 1):
         _train_program(program, f"[{program['name']} {number}/{len(programs)}]", config, folder, members, stats,
                        splits, state, clock, log, live, should_stop, kind)
+        stop = any_process(should_stop() if should_stop else None)
+        if stop and number < len(programs):
+            raise Interrupted(stop, f"after program {program['name']}", f"{runs.KIND_COMMANDS[kind]} --resume {folder}")
     _save_models(folder, config, members, programs, state, stats, dataset)
     state.write()
     return StudyResult(folder, config, members, state.rows(), state.histories)
@@ -167,7 +171,6 @@ def _duration(seconds: float) -> str:
 def _train_program(program, label, config, folder, members, stats, splits, state, clock, log, live, should_stop,
                    kind) -> None:
     from fmnist.engines.members import Member, MembersEngine
-    from fmnist.runtime import any_process
 
     name, indices = program["name"], program["members"]
     saved = checkpoint.read_progress(folder, name)
