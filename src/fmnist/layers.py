@@ -46,6 +46,9 @@ class MemberNormalization(keras.layers.Layer):
         self.per_image = self.add_weight(name="per_image", shape=(), initializer="zeros", trainable=False)
 
     def call(self, inputs):
+        # Both are computed and one is selected per member: a variable cannot choose a branch while
+        # tracing, and computing the same in every program keeps a member's numbers independent of
+        # which other methods share its program.
         x = ops.cast(inputs, self.compute_dtype)
         affine = (x - self.subtract) / self.divide * self.multiply + self.add
         return ops.where(self.per_image > 0, per_image_standardize(x), affine)

@@ -20,6 +20,7 @@ to every process.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 
 import jax
@@ -68,6 +69,21 @@ def memory_budget() -> int:
     return available // 2
 
 
+@functools.cache
+def _functions(optimizer: str):
+    """The compiled pieces of a program, shared by every program of the same optimizer (and so
+    compiled once per shape): the group model, steps, evaluation, and freezing."""
+    from fmnist.model import build_member_model
+
+    model = build_member_model(optimizer)
+    program = Program(model)
+    steps = jax.jit(jax.vmap(program.steps, in_axes=(0, 0, None, None, 0)))
+    evaluate = jax.jit(jax.vmap(program.evaluate_blocks, in_axes=(0, None, None)))
+    keep = jax.jit(lambda alive, new, old: jax.tree.map(
+        lambda n, o: jnp.where(alive.reshape(-1, *[1] * (n.ndim - 1)), n, o), new, old))
+    return model, steps, evaluate, keep
+
+
 class MembersEngine:
     """Trains ``members`` (sharing ``optimizer``) epoch by epoch; metrics come back as arrays by member."""
 
@@ -75,16 +91,13 @@ class MembersEngine:
 
     def __init__(self, optimizer: str, members: list[Member], stats: dict[str, dict], splits, batch_size: int,
                  progress, device_mesh: Mesh | None = None):
-        from fmnist.model import build_member_model
-
         self.members, self.batch_size, self.progress = members, batch_size, progress
         self.mesh = device_mesh or mesh()
         devices = self.mesh.devices.size
         self.padded = -(-len(members) // devices) * devices  # a whole number of members per device
         self.by_member = NamedSharding(self.mesh, PartitionSpec("members"))
         self.replicated = NamedSharding(self.mesh, PartitionSpec())
-        self.model = build_member_model(optimizer)
-        program = Program(self.model)
+        self.model, self._steps, self._evaluate, self._keep = _functions(optimizer)
         self.count = len(splits.y_train)
         self.x, self.y = self._replicate(splits.x_train), self._replicate(splits.y_train.astype(np.int32))
         self.valid = tuple(self._replicate(array) for array in pad_blocks(splits.x_valid, splits.y_valid))
@@ -92,10 +105,6 @@ class MembersEngine:
         self._initial = _InitialState(optimizer, stats, members)
         self.state = self._shard_members(self._initial.state)
         self.alive = np.ones(len(members), bool)
-        self._steps = jax.jit(jax.vmap(program.steps, in_axes=(0, 0, None, None, 0)))
-        self._evaluate = jax.jit(jax.vmap(program.evaluate_blocks, in_axes=(0, None, None)))
-        self._keep = jax.jit(lambda keep, new, old: jax.tree.map(
-            lambda n, o: jnp.where(keep.reshape(-1, *[1] * (n.ndim - 1)), n, o), new, old))
 
     # -- placing arrays ------------------------------------------------------------------------------
     def _replicate(self, array: np.ndarray):
@@ -244,7 +253,7 @@ class _InitialState:
         for seed in sorted({member.seed for member in members}):
             keras.utils.set_random_seed(seed)
             model = build_member_model(optimizer)
-            trainable, non_trainable_vars, optimizer_values = read_state(model)
+            trainable, _, optimizer_values = read_state(model)
             self._weights[seed] = [np.asarray(value) for value in trainable]
         self._non_trainable_names = [variable.name for variable in model.non_trainable_variables]
         self._optimizer_names = [variable.name for variable in model.optimizer.variables]
