@@ -1,6 +1,7 @@
 """`fmnist sweep` on tiny data: the folder, the tables, members against `fmnist train`, failures as results."""
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -213,3 +214,24 @@ def test_best_rate_is_chosen_on_validation_and_tested_on_test_paired_by_seed():
     (line,) = tables.answer(list(best.values()))
     assert line.startswith("sgd, each method at its own best learning rate (chosen on validation), test accuracy "
                            "against standard (0.8100 at lr 0.1): rescale no significant difference (-1.00 points at lr 0.3")
+
+
+def test_programs_are_cut_to_what_memory_allows(monkeypatch):
+    from fmnist.config import SweepConfig
+    from fmnist.engines import members as members_module
+    from fmnist.sweep import members_of, plan_programs
+
+    config = SweepConfig(methods=("standard", "rescale"), learning_rates=(0.1, 0.01, 0.001), optimizers=("sgd", "adam"),
+                         seeds=2)
+    members = members_of(config, "sweep")
+    one = members_module.per_member_bytes(4 * 266_610, 32)  # an SGD member
+    monkeypatch.setattr(members_module, "memory_budget", lambda: 3 * one)
+    programs = plan_programs(config, members)
+    # 12 members per optimizer; three SGD members fit, rounded down to whole devices (2): pieces of 2;
+    # an Adam member (two more slots) is larger, but a program holds at least one member per device
+    assert [(p["optimizer"], len(p["members"])) for p in programs] == [("sgd", 2)] * 6 + [("adam", 2)] * 6
+    assert sorted(i for p in programs for i in p["members"]) == list(range(24))
+    monkeypatch.setattr(members_module, "memory_budget", lambda: 10**15)
+    assert [len(p["members"]) for p in plan_programs(config, members)] == [6, 6, 6, 6]  # at most 4 per CPU device
+    assert [len(p["members"]) for p in plan_programs(dataclasses.replace(config, members_per_program=5), members)] \
+        == [4, 4, 4] * 2  # at most 5, in even pieces

@@ -21,8 +21,8 @@ def steps_per_epoch(count: int, batch_size: int) -> int:
 def chunks(order: np.ndarray, batch_size: int, live: bool) -> list[np.ndarray]:
     """Index arrays of shape (..., steps, batch): the full batches (in chunks when ``live``), then the rest.
 
-    ``order`` is (count,) for one model or (members, count) for many; the last partial batch is trained
-    on, as Keras ``fit`` does.
+    ``order`` is (count,) for one model or (members, count) for many (a NumPy or a sharded JAX array);
+    the last partial batch is trained on, as Keras ``fit`` does.
     """
     count = order.shape[-1]
     full = count // batch_size

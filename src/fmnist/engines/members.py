@@ -110,11 +110,6 @@ class MembersEngine:
     def _replicate(self, array: np.ndarray):
         return jax.make_array_from_callback(array.shape, self.replicated, lambda index: array[index])
 
-    def _pad(self, array: np.ndarray) -> np.ndarray:
-        """Extra members (copies of the last) fill the last device; their results are dropped."""
-        extra = self.padded - len(array)
-        return np.concatenate([array, np.repeat(array[-1:], extra, axis=0)]) if extra else array
-
     def _shard_members(self, make):
         """A member-sharded global array from ``make(rows)``, which builds the rows (a slice of members)
         this process holds; or a tree of them when ``make`` is a tree of such functions."""
@@ -162,7 +157,7 @@ class MembersEngine:
         self.progress.start(epoch, batches.steps_per_epoch(self.count, self.batch_size))
         zeros = self._shard_members(lambda rows: np.zeros(len(self.alive[rows]), np.float32))
         state, sums, done = self.state, (zeros, zeros.astype(jnp.int32)), 0
-        for chunk in self._chunk(orders):
+        for chunk in batches.chunks(orders, self.batch_size, self.progress.live):
             state, sums = self._steps(state, sums, self.x, self.y, chunk)
             done += chunk.shape[1]
             if self.progress.live:
@@ -179,18 +174,6 @@ class MembersEngine:
         self.alive &= np.all([np.isfinite(values) for values in metrics.values()], axis=0)
         self.state = self._keep(self._shard_members(lambda rows: self.alive[rows]), state, self.state)
         return metrics
-
-    def _chunk(self, orders):
-        """Slices of the sharded orders as (members, steps, batch) blocks, as batches.chunks cuts them."""
-        full = self.count // self.batch_size
-        pieces = []
-        if full:
-            blocks = orders[:, : full * self.batch_size].reshape(self.padded, full, self.batch_size)
-            size = -(-full // batches.LIVE_CHUNKS) if self.progress.live else full
-            pieces += [blocks[:, start: start + size] for start in range(0, full, size)]
-        if self.count % self.batch_size:
-            pieces.append(orders[:, full * self.batch_size:].reshape(self.padded, 1, -1))
-        return pieces
 
     def test_metrics(self) -> dict[str, np.ndarray]:
         loss, accuracy = self._evaluate(self.state, *self.test)
