@@ -272,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "the top 3 and any warning (the first 100 inputs)")
 
     _export_parser(commands)
+    _serve_parser(commands)
 
     data = commands.add_parser("data", help="inspect or fetch the dataset")
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
@@ -285,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     download = data_commands.add_parser("download", help="fetch the files from the upstream mirror into the Keras cache")
     download.add_argument("--cache-dir", metavar="FOLDER", help="default $KERAS_HOME/datasets/fashion-mnist")
     for command in (train, compare, commands.choices["sweep"], evaluate, predict, commands.choices["export"],
-                    show, info, download):  # `fmnist train --debug` works too
+                    commands.choices["serve"], show, info, download):  # `fmnist train --debug` works too
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     return parser
 
@@ -410,6 +411,36 @@ def _export_parser(commands) -> None:
     _data_options(export)
 
 
+SERVE_DESCRIPTION = """Serve a model over HTTP (Starlette on uvicorn). Routes:
+  POST /predict  a PNG or JPEG (the body, or a multipart file field) or a JSON array of 28x28 raw
+                 pixels (or N of them); answers what `fmnist predict --format json` prints.
+                 ?invert=auto|yes|no&conversion=dataset|simple as predict's options; ?pixels=1 adds
+                 the 28x28 image the model received.
+  GET /health    status and the model served
+  GET /          a page: drop a picture, see what the model saw, the class and the top 3
+Bad input gets a 4xx status with {"error": "..."}. Ctrl-C or SIGTERM stops it (exit 0)."""
+
+
+def _serve_parser(commands) -> None:
+    from fmnist.serve import ServeConfig
+
+    defaults = ServeConfig()
+    serve = commands.add_parser("serve", help="serve a model over HTTP: POST /predict, a page at /",
+                                description=SERVE_DESCRIPTION, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    serve.add_argument("model", metavar="MODEL", help="a run folder, a .keras file or a .onnx file")
+    serve.add_argument("--host", default=defaults.host,
+                       help="address to listen on (default %(default)s: this machine only; 0.0.0.0: every interface)")
+    serve.add_argument("--port", type=int, default=defaults.port, help="default %(default)s; 0 picks a free port")
+    serve.add_argument("--max-body-mb", type=float, default=defaults.max_body_bytes / 2**20, metavar="MB",
+                       help="largest request body, refused unread beyond it (default %(default)g)")
+    serve.add_argument("--max-pixels", type=int, default=defaults.max_pixels, metavar="N",
+                       help="largest picture, from its header before decoding (default %(default)s)")
+    serve.add_argument("--timeout", type=float, default=defaults.timeout, metavar="SECONDS",
+                       help="for a request's headers and for its body (default %(default)g)")
+    serve.add_argument("--access-log", action="store_true", help="log one line per request")
+
+
 def _export(args) -> int:
     from fmnist.export import export_onnx, export_paths
 
@@ -422,6 +453,34 @@ def _export(args) -> int:
           f"{result.same_argmax:,} of {result.images:,}, max |p_onnx - p_keras| = {result.max_difference:.2e} "
           f"(limit 1e-05)")
     print(f"wrote {result.path} ({result.size_bytes / 1e6:.1f} MB) in {result.seconds:.1f}s")
+    return 0
+
+
+SERVE_OPTIONS = {"max_body_bytes": "--max-body-mb", "max_pixels": "--max-pixels", "port": "--port", "timeout": "--timeout"}
+
+
+def _serve(args) -> int:
+    from fmnist.errors import UsageError
+    from fmnist.evaluation import load_model, model_path
+    from fmnist.serve import ServeConfig
+
+    try:
+        config = ServeConfig(host=args.host, port=args.port, max_body_bytes=round(args.max_body_mb * 2**20),
+                             max_pixels=args.max_pixels, timeout=args.timeout, access_log=args.access_log)
+    except ValueError as error:  # "max_pixels must be …": name the option
+        field = str(error).split()[0]
+        raise UsageError(f"{SERVE_OPTIONS.get(field, field)}: {error}") from None
+    path = model_path(args.model)
+    model = load_model(path)
+    from fmnist.serve.server import is_loopback, serve
+
+    def announce(url: str) -> None:
+        print(f"fmnist: serving {path} at {url} (Ctrl-C stops)", flush=True)
+        if not is_loopback(config.host):
+            print("fmnist: note: reachable from other machines; there is no authentication and no TLS", flush=True)
+
+    stopped_by = serve(model, path, config, announce)
+    print(f"fmnist: stopped serving ({stopped_by})", flush=True)
     return 0
 
 
@@ -459,7 +518,7 @@ def main(argv: list[str] | None = None) -> int:
     from fmnist.errors import FmnistError
 
     handlers = {"train": _train, "compare": _compare, "sweep": _sweep, "evaluate": _evaluate, "predict": _predict,
-                "export": _export, "data": _data}
+                "export": _export, "serve": _serve, "data": _data}
     try:
         return handlers[args.command](args)
     except FmnistError as error:
