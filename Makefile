@@ -44,8 +44,12 @@ browser:
 bench: install data
 	$(BIN)/python benchmarks/train_speed.py
 
+# fmnist predict start-up and fmnist serve under load, .keras against .onnx (loopback only, under a minute);
+# trains RUN first if it holds no model.
+RUN ?= runs/tutorial
 bench-serve: install data
-	$(BIN)/python benchmarks/serve_load.py
+	test -f $(RUN)/model.keras || $(BIN)/fmnist train --output-dir $(RUN) --quiet
+	$(BIN)/python benchmarks/serve_load.py $(RUN)
 
 # The tutorial's own backend, in its own environment (TensorFlow is large, and its presence slows
 # Keras's model saving in the main one).
