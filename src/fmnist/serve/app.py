@@ -229,11 +229,14 @@ async def _upload(request: Request, body: bytes) -> tuple[str, bytes]:
         form = await MultiPartParser(request.headers, chunks(), max_files=1, max_fields=8, max_part_size=4096).parse()
     except MultiPartException as error:
         raise Refused(400, f"bad multipart upload ({error.message})") from None
-    files = [value for _, value in form.multi_items() if not isinstance(value, str)]
-    if not files:
-        raise Refused(400, "multipart upload without a file; send the picture as a file field (curl -F file=@x.png)")
-    name = Path(files[0].filename or "upload").name[:200] or "upload"
-    return name, await files[0].read()
+    try:
+        files = [value for _, value in form.multi_items() if not isinstance(value, str)]
+        if not files:
+            raise Refused(400, "multipart upload without a file; send the picture as a file field (curl -F file=@x.png)")
+        name = Path(files[0].filename or "upload").name[:200] or "upload"
+        return name, await files[0].read()
+    finally:
+        await form.close()  # the parser's spooled temporary files
 
 
 def _json_items(body: bytes, config: ServeConfig) -> list[images.Item]:

@@ -23,8 +23,8 @@ from fmnist.serve import ServeConfig
 
 
 class HeaderDeadline(H11Protocol):
-    """uvicorn's h11 protocol; a connection waiting longer than ``header_timeout`` for a request's headers
-    (from its first byte, or from the connection's start) is closed."""
+    """uvicorn's h11 protocol; a connection still waiting for a request's complete headers
+    ``header_timeout`` seconds after it opened, or after the previous response, is closed."""
 
     header_timeout = 10.0
 
