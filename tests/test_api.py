@@ -16,11 +16,13 @@ from fmnist import normalization
 from fmnist.evaluation import cross_entropy
 from fmnist.model import build_model
 
+HOMES = tempfile.TemporaryDirectory(prefix="fmnist-homes-")  # fresh HOME folders, removed at exit
+
 
 def run_python(code: str, env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:
     """``code`` in this virtual environment's Python, with only HOME (a new, empty folder) and PATH set:
     no ~/.keras/keras.json, no KERAS_BACKEND, unless ``env`` adds them."""
-    home = tempfile.mkdtemp(prefix="fmnist-home-")
+    home = tempfile.mkdtemp(prefix="home-", dir=HOMES.name)
     clean = {"HOME": home, "PATH": "/usr/bin:/bin"} | (env or {})
     return subprocess.run([sys.executable, "-c", code], env=clean, cwd=cwd, capture_output=True, text=True, timeout=300)
 
@@ -53,7 +55,7 @@ def test_an_explicit_backend_wins_and_a_missing_one_says_what_to_do(run_dir):
 
 def test_keras_json_saying_tensorflow_is_overridden(run_dir):
     """The issue's case: ~/.keras/keras.json names TensorFlow, which is not installed."""
-    home = Path(tempfile.mkdtemp(prefix="fmnist-home-"))
+    home = Path(tempfile.mkdtemp(prefix="home-", dir=HOMES.name))
     (home / ".keras").mkdir()
     (home / ".keras" / "keras.json").write_text('{"backend": "tensorflow"}')
     code = ("import numpy as np, fmnist; m = fmnist.load_model(%r); "

@@ -37,6 +37,7 @@ SKIPPED = {  # a block's first command: why the test does not run it
     ".venv/bin/python -m pytest -m \"not integration and not processes\"":
         "the test suite itself and the benchmarks (minutes); CI runs make test",
 }
+HOMES = tempfile.TemporaryDirectory(prefix="fmnist-homes-")  # fresh HOME folders, removed at exit
 
 
 @dataclasses.dataclass
@@ -90,7 +91,7 @@ def test_every_block_is_run_or_skipped_with_a_reason():
 
 def workspace() -> Path:
     """The repository's files as a fresh clone has them (tracked, or new and not ignored), with .venv."""
-    folder = Path(tempfile.mkdtemp(prefix="fmnist-readme-"))
+    folder = Path(tempfile.mkdtemp(prefix="clone-", dir=HOMES.name))
     listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
                             text=True, check=True).stdout.splitlines()
     for name in listed:
@@ -104,7 +105,7 @@ def workspace() -> Path:
 
 def clean_env(folder: Path, activated: bool = False) -> dict:
     path = "/usr/bin:/bin"
-    return {"HOME": tempfile.mkdtemp(prefix="fmnist-home-"),
+    return {"HOME": tempfile.mkdtemp(prefix="home-", dir=HOMES.name),
             "PATH": f"{folder / '.venv' / 'bin'}:{path}" if activated else path}
 
 
