@@ -8,12 +8,12 @@ STAMP := $(VENV)/.installed
 
 VENV_TF := .venv-tf
 
-.PHONY: run test install data bench tensorflow test-tensorflow
+.PHONY: run test install data browser bench bench-serve tensorflow test-tensorflow
 
 run: install data
 	$(BIN)/fmnist train
 
-test: install
+test: install browser
 	@scripts/ensure-data.sh --optional
 	$(BIN)/python -m pytest
 
@@ -28,8 +28,28 @@ $(STAMP): pyproject.toml
 data:
 	@scripts/ensure-data.sh
 
+# Headless Chromium and its driver from Debian, for the browser tests (tests/browser.py). Installed with
+# apt when we are root or have password-less sudo; otherwise those tests are skipped and say why.
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then exit 0; fi; \
+	sudo=""; [ "$$(id -u)" -eq 0 ] || { sudo -n true 2>/dev/null && sudo="sudo -n"; }; \
+	if command -v apt-get >/dev/null 2>&1 && { [ "$$(id -u)" -eq 0 ] || [ -n "$$sudo" ]; }; then \
+		echo "installing Debian's chromium and chromium-driver (apt-get) for the browser tests…"; \
+		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq \
+			--no-install-recommends chromium chromium-driver >/dev/null || true; \
+	fi; \
+	[ -x /usr/bin/chromedriver ] || echo "chromium-driver is not installed: the browser tests will be skipped" \
+		"(sudo apt-get install chromium chromium-driver)" >&2
+
 bench: install data
 	$(BIN)/python benchmarks/train_speed.py
+
+# fmnist predict start-up and fmnist serve under load, .keras against .onnx (loopback only, under a minute);
+# trains RUN first if it holds no model.
+RUN ?= runs/tutorial
+bench-serve: install data
+	test -f $(RUN)/model.keras || $(BIN)/fmnist train --output-dir $(RUN) --quiet
+	$(BIN)/python benchmarks/serve_load.py $(RUN)
 
 # The tutorial's own backend, in its own environment (TensorFlow is large, and its presence slows
 # Keras's model saving in the main one).

@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from browser import browser  # noqa: F401  the headless-Chromium fixture (tests/browser.py)
+
 os.environ.setdefault("KERAS_BACKEND", "jax")
 os.environ.setdefault("FMNIST_COMPILATION_CACHE", "off")  # tests leave nothing in ~/.cache
 # Two CPU devices, as `fmnist sweep` makes on this 2-core machine: sweeps in the tests shard their

@@ -1,7 +1,19 @@
 """fmnist: Fashion-MNIST classifiers with correct input normalization.
 
-Importing this package does no work: no Keras import, no seeding, no file reads.
+The library in two calls::
+
+    import fmnist
+    model = fmnist.load_model("runs/tutorial")               # a run folder, a .keras or a .onnx file
+    probabilities = fmnist.predict_probabilities(model, images)  # raw uint8 (n, 28, 28) -> (n, 10)
+
+Importing this package does no work: no Keras import, no seeding, no file reads. It only makes JAX the
+Keras backend for this process, unless ``KERAS_BACKEND`` is already set (your choice wins) or Keras is
+already imported (its backend is then fixed): Keras's own default is TensorFlow, which fmnist does not
+need. ``load_model`` and ``predict_probabilities`` import what they need when they are called.
 """
+
+import os as _os
+import sys as _sys
 
 __version__ = "0.1.0"
 
@@ -9,3 +21,32 @@ CLASS_NAMES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 )
+
+if "keras" not in _sys.modules:
+    _os.environ.setdefault("KERAS_BACKEND", "jax")
+
+
+def load_model(path):
+    """The model in ``path`` with its normalization inside, ready for raw 0..255 pixels.
+
+    ``path`` is a run folder (its ``model.keras``), a ``.keras`` file (loaded with Keras's safe mode on,
+    fmnist's custom layer registered, the archive checked first) or a ``.onnx`` file (checked, then run
+    by onnxruntime without importing Keras). A file that cannot be used raises
+    ``fmnist.errors.DataError`` naming it; a Keras backend that cannot be imported raises
+    ``fmnist.evaluation.BackendUnavailable`` saying what to install or set.
+    """
+    from fmnist.evaluation import load_model as load
+
+    return load(path)
+
+
+def predict_probabilities(model, images):
+    """Class probabilities for raw uint8 images: ``(n, 28, 28)`` in, ``(n, 10)`` float32 out.
+
+    One ``(28, 28)`` image gives ``(10,)``. Column ``k`` is the probability of ``CLASS_NAMES[k]``.
+    ``images`` are Fashion-MNIST-like pixels (light item on black, 0..255); use ``fmnist predict`` or
+    ``fmnist.images.read_inputs`` to convert your own pictures first. ``model`` comes from ``load_model``.
+    """
+    from fmnist.evaluation import predict_images
+
+    return predict_images(model, images)

@@ -250,15 +250,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser(
         "evaluate", help="test metrics, per-class scores, confusion matrix and mistakes of a saved model",
-        description="Load a model (safe mode) and measure it on the raw test images; writes evaluation.json, "
-        "confusion_matrix.png and mistakes.png beside the model.", epilog=EPILOG)
-    evaluate.add_argument("model", metavar="RUN_DIR_OR_MODEL", help="a run folder or a .keras file")
+        description="Load a model (.keras in safe mode, or .onnx through onnxruntime) and measure it on the raw "
+        "test images; writes evaluation.json, confusion_matrix.png and mistakes.png beside the model.", epilog=EPILOG)
+    evaluate.add_argument("model", metavar="RUN_DIR_OR_MODEL", help="a run folder, a .keras file or a .onnx file")
     _data_options(evaluate)
 
     predict = commands.add_parser(
         "predict", help="classify your own images (PNG, JPEG, .npy, IDX)", epilog=EPILOG + "; exit 1 if any input failed",
         description=PREDICT_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    predict.add_argument("model", metavar="MODEL", help="a run folder or a .keras file")
+    predict.add_argument("model", metavar="MODEL",
+                         help="a run folder, a .keras file, or a .onnx file (run by onnxruntime: no Keras, a faster start)")
     predict.add_argument("inputs", metavar="INPUT", nargs="+",
                          help="PNG/JPEG files, folders of them, .npy arrays (28x28 or Nx28x28), IDX image files")
     predict.add_argument("--format", choices=("table", "json", "csv"), default="table", help="default %(default)s")
@@ -275,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="draw a contact sheet: each picture beside its 28x28 input, the predicted class, "
                          "the top 3 and any warning (the first 100 inputs)")
 
+    _export_parser(commands)
+    _serve_parser(commands)
+
     data = commands.add_parser("data", help="inspect or fetch the dataset")
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     show = data_commands.add_parser("show", help="save a PNG grid of sample images per class", epilog=EPILOG)
@@ -286,7 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     _data_options(info)
     download = data_commands.add_parser("download", help="fetch the files from the upstream mirror into the Keras cache")
     download.add_argument("--cache-dir", metavar="FOLDER", help="default $KERAS_HOME/datasets/fashion-mnist")
-    for command in (train, compare, commands.choices["sweep"], evaluate, predict, show, info, download):  # `fmnist train --debug` works too
+    for command in (train, compare, commands.choices["sweep"], evaluate, predict, commands.choices["export"],
+                    commands.choices["serve"], show, info, download):  # `fmnist train --debug` works too
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     return parser
 
@@ -394,6 +399,96 @@ def _predict(args) -> int:
     return 1 if failed else 0
 
 
+EXPORT_DESCRIPTION = """Write a model as ONNX (model.onnx beside model.keras): raw uint8 pixels (batch, 28, 28) in,
+probabilities (batch, 10) out, the normalization inside. Converted by Keras's own model.export
+(jax2onnx on the JAX backend, no TensorFlow), then verified with onnxruntime against the Keras model on
+the 10,000 test images: the same class for every image and max |p_onnx - p_keras| <= 1e-5, or nothing
+is written (exit 1)."""
+
+
+def _export_parser(commands) -> None:
+    export = commands.add_parser("export", help="write the model as ONNX, verified with onnxruntime",
+                                 description=EXPORT_DESCRIPTION, epilog=EPILOG + "; exit 1 if the check fails",
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    export.add_argument("model", metavar="RUN_DIR_OR_MODEL", help="a run folder or a .keras file")
+    export.add_argument("--format", choices=("onnx",), default="onnx", help="default %(default)s")
+    export.add_argument("--output", metavar="FILE.onnx", help="where to write (default: model.onnx beside the model)")
+    _data_options(export)
+
+
+SERVE_DESCRIPTION = """Serve a model over HTTP (Starlette on uvicorn). Routes:
+  POST /predict  a PNG or JPEG (the body, or a multipart file field) or a JSON array of 28x28 raw
+                 pixels (or N of them); answers what `fmnist predict --format json` prints.
+                 ?invert=auto|yes|no&conversion=dataset|simple as predict's options; ?pixels=1 adds
+                 the 28x28 image the model received.
+  GET /health    status and the model served
+  GET /          a page: drop a picture, see what the model saw, the class and the top 3
+Bad input gets a 4xx status with {"error": "..."}. Ctrl-C or SIGTERM stops it (exit 0)."""
+
+
+def _serve_parser(commands) -> None:
+    from fmnist.serve import ServeConfig
+
+    defaults = ServeConfig()
+    serve = commands.add_parser("serve", help="serve a model over HTTP: POST /predict, a page at /",
+                                description=SERVE_DESCRIPTION, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    serve.add_argument("model", metavar="MODEL", help="a run folder, a .keras file or a .onnx file")
+    serve.add_argument("--host", default=defaults.host,
+                       help="address to listen on (default %(default)s: this machine only; 0.0.0.0: every interface)")
+    serve.add_argument("--port", type=int, default=defaults.port, help="default %(default)s; 0 picks a free port")
+    serve.add_argument("--max-body-mb", type=float, default=defaults.max_body_bytes / 2**20, metavar="MB",
+                       help="largest request body, refused unread beyond it (default %(default)g)")
+    serve.add_argument("--max-pixels", type=int, default=defaults.max_pixels, metavar="N",
+                       help="largest picture, from its header before decoding (default %(default)s)")
+    serve.add_argument("--timeout", type=float, default=defaults.timeout, metavar="SECONDS",
+                       help="for a request's headers and for its body (default %(default)g)")
+    serve.add_argument("--access-log", action="store_true", help="log one line per request")
+
+
+def _export(args) -> int:
+    from fmnist.export import export_onnx, export_paths
+
+    source, path = export_paths(args.model, args.output)  # a typo costs nothing
+    dataset = _load_data(args)
+    print(f"exporting {source} to {path}; verifying on {len(dataset.y_test):,} test images…", file=sys.stderr)
+    result = export_onnx(args.model, dataset.x_test, args.output)
+    print(f"converter: {result.converter}")
+    print(f"verified with {result.runtime} on {result.images:,} test images: same class for "
+          f"{result.same_argmax:,} of {result.images:,}, max |p_onnx - p_keras| = {result.max_difference:.2e} "
+          f"(limit 1e-05)")
+    print(f"wrote {result.path} ({result.size_bytes / 1e6:.1f} MB) in {result.seconds:.1f}s")
+    return 0
+
+
+SERVE_OPTIONS = {"max_body_bytes": "--max-body-mb", "max_pixels": "--max-pixels", "port": "--port", "timeout": "--timeout"}
+
+
+def _serve(args) -> int:
+    from fmnist.errors import UsageError
+    from fmnist.evaluation import load_model, model_path
+    from fmnist.serve import ServeConfig
+
+    try:
+        config = ServeConfig(host=args.host, port=args.port, max_body_bytes=round(args.max_body_mb * 2**20),
+                             max_pixels=args.max_pixels, timeout=args.timeout, access_log=args.access_log)
+    except ValueError as error:  # "max_pixels must be …": name the option
+        field = str(error).split()[0]
+        raise UsageError(f"{SERVE_OPTIONS.get(field, field)}: {error}") from None
+    path = model_path(args.model)
+    model = load_model(path)
+    from fmnist.serve.server import is_loopback, serve
+
+    def announce(url: str) -> None:
+        print(f"fmnist: serving {path} at {url} (Ctrl-C stops)", flush=True)
+        if not is_loopback(config.host):
+            print("fmnist: note: reachable from other machines; there is no authentication and no TLS", flush=True)
+
+    stopped_by = serve(model, path, config, announce)
+    print(f"fmnist: stopped serving ({stopped_by})", flush=True)
+    return 0
+
+
 def _data(args) -> int:
     from fmnist import data
 
@@ -428,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
     from fmnist.errors import FmnistError
 
     handlers = {"train": _train, "compare": _compare, "sweep": _sweep, "evaluate": _evaluate, "predict": _predict,
-                "data": _data}
+                "export": _export, "serve": _serve, "data": _data}
     try:
         return handlers[args.command](args)
     except FmnistError as error:

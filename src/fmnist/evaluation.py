@@ -1,27 +1,60 @@
-"""Loading saved models safely and measuring them on raw test images."""
+"""Loading saved models safely and measuring them on raw test images.
+
+Two kinds of model file: ``.keras`` (Keras v3 archives, checked here before Keras reads them, loaded with
+safe mode on) and ``.onnx`` (checked and run by ``fmnist.export`` through onnxruntime, no Keras import).
+Both give an object with ``predict(images, batch_size=…, verbose=0)``, which is all the rest uses.
+"""
 
 from __future__ import annotations
 
+import os
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from fmnist import CLASS_NAMES
-from fmnist.errors import DataError
+from fmnist.errors import DataError, FmnistError
+
+MODEL_SUFFIXES = (".keras", ".onnx")
+BACKEND_PACKAGES = {"tensorflow": "tensorflow-cpu", "torch": "torch", "jax": "jax jaxlib", "openvino": "openvino"}
+
+
+class BackendUnavailable(FmnistError, ImportError):
+    """The Keras backend chosen by KERAS_BACKEND (or ~/.keras/keras.json) cannot be imported."""
+
+    exit_code = 2
+
+
+def import_keras():
+    """``import keras``, or one line saying which backend is missing and what to install or set."""
+    try:
+        import keras
+    except ModuleNotFoundError as error:
+        backend = os.environ.get("KERAS_BACKEND")
+        chosen = f"KERAS_BACKEND={backend}" if backend else "the backend in ~/.keras/keras.json (Keras's default)"
+        package = BACKEND_PACKAGES.get(backend or "", error.name)
+        raise BackendUnavailable(
+            f"Keras cannot import its backend: {chosen} needs the module {error.name!r}, which is not installed; "
+            f"install it (pip install {package}) or set KERAS_BACKEND=jax (fmnist's default)") from None
+    except ValueError as error:  # an unknown backend name
+        raise BackendUnavailable(f"Keras cannot start: {str(error).splitlines()[0]}; set KERAS_BACKEND=jax") from None
+    return keras
 
 
 def model_path(target: str | Path) -> Path:
-    """A run folder's model.keras, or the .keras file itself."""
+    """A run folder's model.keras, or the .keras / .onnx file itself; a .keras archive is checked here."""
     path = Path(target)
     if path.is_dir():
         path = path / "model.keras"
-    if path.suffix != ".keras":
-        raise DataError(f"{path}: not a .keras file (only the Keras v3 format is loaded)")
+    if path.suffix not in MODEL_SUFFIXES:
+        raise DataError(f"{path}: not a .keras file nor an .onnx file (only Keras v3 archives and ONNX models are loaded)")
     if not path.is_file():
         raise DataError(f"{path}: no such model file")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: empty file")
+    if path.suffix == ".onnx":
+        return path  # its content is checked by fmnist.export.check_onnx
     if not zipfile.is_zipfile(path):
         raise DataError(f"{path}: not a .keras archive (not a zip file; truncated or another format)")
     try:
@@ -39,12 +72,17 @@ def model_path(target: str | Path) -> Path:
 
 
 def load_model(target: str | Path):
-    """Load with safe mode on (no Lambda or other code deserialization) and check its shape."""
-    import keras
+    """Load with safe mode on (no Lambda or other code deserialization) and check its shape.
 
+    A ``.onnx`` file is checked and opened by ``fmnist.export.load_onnx`` instead (no Keras import)."""
+    path = model_path(target)
+    if path.suffix == ".onnx":
+        from fmnist.export import load_onnx
+
+        return load_onnx(path)
+    keras = import_keras()
     from fmnist import layers  # noqa: F401  registers PerImageStandardization for deserialization
 
-    path = model_path(target)
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as error:  # Keras raises many types for a damaged archive; name the file instead
@@ -62,19 +100,46 @@ def predict_probabilities(model, images: np.ndarray) -> np.ndarray:
     return np.asarray(model.predict(images, batch_size=min(len(images), 10_000), verbose=0))
 
 
+def predict_images(model, images) -> np.ndarray:
+    """``fmnist.predict_probabilities``: checks the pixels, then (n, 28, 28) -> (n, 10); (28, 28) -> (10,).
+
+    Pixels must be raw: uint8, or whole numbers within 0..255 of another type. Scaled values (x / 255,
+    standardized) are refused rather than silently rounded: the model normalizes its input itself."""
+    array = np.asarray(images)
+    single = array.shape == (28, 28)
+    batch = array[None] if single else array
+    if batch.ndim != 3 or batch.shape[1:] != (28, 28) or len(batch) == 0:
+        raise ValueError(f"images of shape {array.shape}; expected (n, 28, 28) or (28, 28) raw pixels")
+    if batch.dtype != np.uint8:
+        raw = batch.dtype.kind in "iuf" and bool(np.all(np.isfinite(batch)))
+        raw = raw and bool(np.all(batch == np.rint(batch))) and batch.min() >= 0 and batch.max() <= 255
+        if not raw:
+            raise ValueError(f"images of dtype {batch.dtype} are not raw pixels; expected whole numbers 0..255 "
+                             "(uint8), not scaled or standardized values: the model normalizes them itself")
+        batch = batch.astype(np.uint8)
+    probabilities = predict_probabilities(model, batch).astype(np.float32, copy=False)
+    return probabilities[0] if single else probabilities
+
+
 def test_metrics(model, images: np.ndarray, labels: np.ndarray) -> dict:
     """Loss (Keras's sparse categorical cross-entropy) and accuracy on raw images."""
     return metrics_of(predict_probabilities(model, images), labels)
 
 
 def metrics_of(probabilities: np.ndarray, labels: np.ndarray) -> dict:
-    import keras
-
-    losses = keras.losses.sparse_categorical_crossentropy(labels.astype(np.int32), probabilities)
     return {
-        "test_loss": float(np.mean(np.asarray(losses))),
+        "test_loss": float(np.mean(cross_entropy(probabilities, labels))),
         "test_accuracy": float(np.mean(probabilities.argmax(axis=-1) == labels)),
     }
+
+
+def cross_entropy(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Keras's sparse categorical cross-entropy on probabilities, in NumPy (no Keras import for .onnx models):
+    rows rescaled to sum 1, clipped to [1e-7, 1 - 1e-7] (Keras's epsilon), float32, -log p[label]."""
+    output = np.asarray(probabilities, dtype=np.float32)
+    output = output / output.sum(axis=-1, keepdims=True)
+    output = np.clip(output, np.float32(1e-7), np.float32(1 - 1e-7))
+    return -np.log(output[np.arange(len(output)), np.asarray(labels, dtype=np.int64)])
 
 
 def evaluate_report(model, folder: Path, images: np.ndarray, labels: np.ndarray) -> dict:

@@ -8,11 +8,14 @@ white; colour to ITU-R 601-2 luminance), then converted by ``fmnist.pictures``: 
 conversion by default, or the simple one ``predict`` used before.
 
 Every failure is an ``InputError`` naming what is wrong with that one input; the rest go on.
+``read_bytes`` takes a picture already in memory (an upload to ``fmnist serve``) through the same checks
+and conversion, and ``check_pixels`` raw arrays (a JSON upload) through the same rules as ``.npy`` files.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
 import warnings
 from pathlib import Path
 
@@ -30,6 +33,14 @@ PREVIEW_SIZE = 96  # pixels on the longest side of the thumbnail kept for the co
 
 class InputError(Exception):
     pass
+
+
+class UnsupportedFormat(InputError):
+    """Not a PNG or JPEG picture (nor, for files, a .npy array or IDX file)."""
+
+
+class TooLarge(InputError):
+    """More pixels than the limit, known from the header before any decoding."""
 
 
 @dataclasses.dataclass
@@ -96,12 +107,48 @@ def read_file(path: Path, reading: Reading = Reading()) -> list[Item]:
         return [Item(str(path), 0, image) for image in _read_npy(path)]
     if head.startswith(b"\x1f\x8b") or head[:4] == b"\x00\x00\x08\x03":
         return [Item(str(path), 0, image) for image in _read_idx(path)]
+    kind = picture_kind(head, "PNG, JPEG, .npy or IDX", "PNG, JPEG, .npy or IDX files")
+    return [_read_picture(path, str(path), kind, reading)]
+
+
+def read_bytes(payload: bytes, name: str, reading: Reading = Reading(), max_pixels: int = MAX_PIXELS) -> Item:
+    """One picture held in memory (PNG or JPEG bytes), converted exactly as ``read_file`` converts a file.
+
+    The signature picks the decoder (never the name or a declared type); the pixel count is checked from
+    the header before decoding. Raises ``UnsupportedFormat``, ``TooLarge`` or ``InputError``."""
+    if not payload:
+        raise InputError("empty file")
+    kind = picture_kind(payload[:16], "PNG or JPEG", "a PNG or JPEG picture")
+    return _read_picture(io.BytesIO(payload), name, kind, reading, max_pixels)
+
+
+def picture_kind(head: bytes, accepted: str, wanted: str) -> str:
+    """"PNG" or "JPEG" from a file's first bytes; ``UnsupportedFormat`` naming what it is otherwise."""
     kind = next((name for magic, name in SIGNATURES.items() if head.startswith(magic)), None)
     if kind is None:
         other = next((name for magic, name in OTHER_FORMATS.items() if head.startswith(magic)), None)
-        found = f"{other}" if other else "not PNG, JPEG, .npy or IDX"
-        raise InputError(f"unsupported format ({found}); give PNG, JPEG, .npy or IDX files")
-    return [_read_picture(path, kind, reading)]
+        raise UnsupportedFormat(f"unsupported format ({other or 'not ' + accepted}); give {wanted}")
+    return kind
+
+
+def check_pixels(array: np.ndarray, what: str) -> np.ndarray:
+    """Raw pixels as (N, 28, 28) uint8: uint8 as they are, integers or finite floats within 0..255 rounded.
+
+    ``what`` names the source in the messages (".npy", "JSON array")."""
+    shape = array.shape
+    if array.ndim == 2:
+        array = array[None]
+    if array.ndim != 3 or array.shape[1:] != (28, 28) or len(array) == 0:
+        raise InputError(f"{what} shape {shape}; expected (28, 28) or (N, 28, 28)")
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype.kind not in "iuf":
+        raise InputError(f"{what} dtype {array.dtype}; expected uint8, integers or floats within 0..255")
+    if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+        raise InputError(f"{what} holds NaN or infinite values")
+    if array.min() < 0 or array.max() > 255:
+        raise InputError(f"{what} values span {array.min()}..{array.max()}; expected 0..255 (raw pixels)")
+    return np.rint(array).astype(np.uint8)
 
 
 def _read_npy(path: Path) -> np.ndarray:
@@ -113,20 +160,7 @@ def _read_npy(path: Path) -> np.ndarray:
         raise InputError(f"not a readable .npy array ({error})") from None
     except (OSError, EOFError) as error:
         raise InputError(f"not a readable .npy array ({error})") from None
-    shape = array.shape
-    if array.ndim == 2:
-        array = array[None]
-    if array.ndim != 3 or array.shape[1:] != (28, 28) or len(array) == 0:
-        raise InputError(f".npy shape {shape}; expected (28, 28) or (N, 28, 28)")
-    if array.dtype == np.uint8:
-        return array
-    if array.dtype.kind not in "iuf":
-        raise InputError(f".npy dtype {array.dtype}; expected uint8, integers or floats within 0..255")
-    if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
-        raise InputError(".npy holds NaN or infinite values")
-    if array.min() < 0 or array.max() > 255:
-        raise InputError(f".npy values span {array.min()}..{array.max()}; expected 0..255 (raw pixels)")
-    return np.rint(array).astype(np.uint8)
+    return check_pixels(array, ".npy")
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -142,23 +176,24 @@ def _read_idx(path: Path) -> np.ndarray:
         raise InputError(str(error).removeprefix(f"{path}: ")) from None
 
 
-def _read_picture(path: Path, kind: str, reading: Reading) -> Item:
+def _read_picture(source, name: str, kind: str, reading: Reading, max_pixels: int = MAX_PIXELS) -> Item:
+    """``source``: a path or a binary file object holding a ``kind`` picture."""
     from PIL import Image, ImageOps
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path, formats=[kind]) as image:
+            with Image.open(source, formats=[kind]) as image:
                 width, height = image.size
-                if width * height > MAX_PIXELS:
-                    raise InputError(f"image is {width}x{height} pixels; more than the limit of {MAX_PIXELS:,}")
+                if width * height > max_pixels:
+                    raise TooLarge(f"image is {width}x{height} pixels; more than the limit of {max_pixels:,}")
                 image.load()
                 upright = ImageOps.exif_transpose(image)
         converted = pictures.convert(upright, reading.conversion, reading.invert, reading.options)
     except InputError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise InputError(f"refused as a decompression bomb ({error})") from None
+        raise TooLarge(f"refused as a decompression bomb ({error})") from None
     except (OSError, SyntaxError, ValueError) as error:  # Pillow's ways of saying a file is damaged
         raise InputError(f"damaged {kind} file ({error})") from None
     preview = None
@@ -166,4 +201,4 @@ def _read_picture(path: Path, kind: str, reading: Reading) -> Item:
         thumbnail = pictures.colour(upright)
         thumbnail.thumbnail((PREVIEW_SIZE, PREVIEW_SIZE), Image.Resampling.BOX)
         preview = np.asarray(thumbnail)
-    return Item(str(path), 0, converted.image, None, "; ".join(converted.warnings) or None, preview)
+    return Item(name, 0, converted.image, None, "; ".join(converted.warnings) or None, preview)

@@ -22,24 +22,31 @@ SHEET_COLUMNS = 2  # pictures side by side on the sheet
 def predict(model, items: list[Item]) -> list[dict]:
     """One result per item, in order; items that failed to read keep their error."""
     good = [item for item in items if item.error is None]
-    probabilities = {}
+    rows = []
     if good:
         batch = np.stack([item.image for item in good])
-        for item, row in zip(good, np.asarray(model.predict(batch, batch_size=min(len(batch), 1024), verbose=0))):
-            probabilities[id(item)] = row
-    results = []
+        rows = np.asarray(model.predict(batch, batch_size=min(len(batch), 1024), verbose=0))
+    return results(items, rows)
+
+
+def results(items: list[Item], probabilities) -> list[dict]:
+    """The objects ``--format json`` prints (and ``fmnist serve`` answers): one per item, in order.
+
+    ``probabilities`` holds one row per item without an error, in the same order."""
+    rows = iter(probabilities)
+    answers = []
     for item in items:
         result = {"input": item.input, "index": item.index, "label": None, "class_name": None,
                   "probability": None, "top3": None, "error": item.error, "warning": item.warning}
-        row = probabilities.get(id(item))
-        if row is not None:
+        if item.error is None:
+            row = next(rows)
             top = np.argsort(row)[::-1][:3]
             result.update(
                 label=int(top[0]), class_name=CLASS_NAMES[top[0]], probability=float(row[top[0]]),
                 top3=[{"label": int(k), "class_name": CLASS_NAMES[k], "probability": float(row[k])} for k in top],
             )
-        results.append(result)
-    return results
+        answers.append(result)
+    return answers
 
 
 def _top3_text(result: dict) -> str:

@@ -1,0 +1,102 @@
+"""The library API: `import fmnist` chooses JAX, stays cheap, and `load_model` / `predict_probabilities`
+work as documented, in fresh processes with a clean environment (as a new user's shell is)."""
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+import fmnist
+from conftest import tiny_images
+from fmnist import normalization
+from fmnist.evaluation import cross_entropy
+from fmnist.model import build_model
+
+HOMES = tempfile.TemporaryDirectory(prefix="fmnist-homes-")  # fresh HOME folders, removed at exit
+
+
+def run_python(code: str, env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:
+    """``code`` in this virtual environment's Python, with only HOME (a new, empty folder) and PATH set:
+    no ~/.keras/keras.json, no KERAS_BACKEND, unless ``env`` adds them."""
+    home = tempfile.mkdtemp(prefix="home-", dir=HOMES.name)
+    clean = {"HOME": home, "PATH": "/usr/bin:/bin"} | (env or {})
+    return subprocess.run([sys.executable, "-c", code], env=clean, cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    keras.utils.set_random_seed(0)
+    model = build_model("per-image", normalization.get("per-image").fit(tiny_images(100, seed=1)[0]))
+    folder = tmp_path_factory.mktemp("api") / "run"
+    folder.mkdir()
+    model.save(folder / "model.keras")
+    return folder
+
+
+def test_import_is_cheap_and_chooses_jax():
+    result = run_python("import os, sys, fmnist; print(os.environ['KERAS_BACKEND'], "
+                        "[m for m in ('keras', 'jax', 'numpy', 'onnxruntime') if m in sys.modules])")
+    assert result.stdout.split() == ["jax", "[]"], result.stderr
+
+
+def test_an_explicit_backend_wins_and_a_missing_one_says_what_to_do(run_dir):
+    code = f"import fmnist; fmnist.load_model({str(run_dir)!r})"
+    result = run_python(code, {"KERAS_BACKEND": "tensorflow"})
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("fmnist.evaluation.BackendUnavailable: Keras cannot import its backend: "
+                           "KERAS_BACKEND=tensorflow needs the module 'tensorflow'")
+    assert "pip install tensorflow-cpu" in last and "KERAS_BACKEND=jax" in last
+
+
+def test_keras_json_saying_tensorflow_is_overridden(run_dir):
+    """The issue's case: ~/.keras/keras.json names TensorFlow, which is not installed."""
+    home = Path(tempfile.mkdtemp(prefix="home-", dir=HOMES.name))
+    (home / ".keras").mkdir()
+    (home / ".keras" / "keras.json").write_text('{"backend": "tensorflow"}')
+    code = ("import numpy as np, fmnist; m = fmnist.load_model(%r); "
+            "print(fmnist.predict_probabilities(m, np.zeros((2, 28, 28), np.uint8)).shape)" % str(run_dir))
+    result = run_python(code, {"HOME": str(home)})
+    assert result.stdout.strip() == "(2, 10)", result.stderr
+
+
+def test_keras_imported_first_keeps_its_backend():
+    code = "import sys; sys.modules['keras'] = object(); import os, fmnist; print(os.environ.get('KERAS_BACKEND'))"
+    assert run_python(code).stdout.strip() == "None"  # Keras already chose; fmnist does not pretend otherwise
+
+
+def test_load_model_and_predict_probabilities(run_dir):
+    model = fmnist.load_model(run_dir)  # the per-image model: its custom layer is registered by load_model
+    batch = tiny_images(6, seed=2)[0]
+    probabilities = fmnist.predict_probabilities(model, batch)
+    assert probabilities.shape == (6, 10) and probabilities.dtype == np.float32
+    assert np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
+    expected = keras.saving.load_model(run_dir / "model.keras", safe_mode=True).predict(batch, verbose=0)
+    assert np.allclose(probabilities, expected, atol=1e-6)
+    assert np.allclose(fmnist.predict_probabilities(model, batch[0]), probabilities[0], atol=1e-6)  # (28, 28) -> (10,)
+    assert np.allclose(fmnist.predict_probabilities(model, batch.astype(np.float64)), probabilities, atol=1e-6)
+
+
+@pytest.mark.parametrize("images, words", [
+    (np.zeros((2, 28, 27), np.uint8), "shape (2, 28, 27)"),
+    (np.zeros((0, 28, 28), np.uint8), "shape (0, 28, 28)"),
+    (np.full((1, 28, 28), 0.5), "not raw pixels"),  # scaled: refused, never rounded to 0 or 1
+    (np.full((1, 28, 28), 256), "not raw pixels"),
+    (np.full((1, 28, 28), np.nan), "not raw pixels"),
+])
+def test_predict_probabilities_refuses_what_is_not_raw_pixels(run_dir, images, words):
+    with pytest.raises(ValueError, match=words.replace("(", r"\(").replace(")", r"\)")):
+        fmnist.predict_probabilities(fmnist.load_model(run_dir), images)
+
+
+def test_cross_entropy_is_keras_loss():
+    rng = np.random.default_rng(0)
+    probabilities = rng.dirichlet(np.ones(10) * 0.3, size=500).astype(np.float32)
+    probabilities[0] = np.eye(10)[3]  # 0 and 1 exactly: clipped as Keras clips
+    labels = rng.integers(0, 10, 500)
+    expected = keras.losses.sparse_categorical_crossentropy(labels, probabilities)
+    assert np.allclose(cross_entropy(probabilities, labels), np.asarray(expected), rtol=1e-6, atol=1e-6)
