@@ -52,9 +52,14 @@ class Server:
     def call(self, path: str, body: bytes | None = None, headers: dict | None = None, method: str | None = None):
         """(status, decoded JSON or text, headers) of one request on a fresh connection."""
         connection = http.client.HTTPConnection(self.host, int(self.port), timeout=30)
+        method = method or ("POST" if body is not None else "GET")
         try:
-            connection.request(method or ("POST" if body is not None else "GET"), path, body=body, headers=headers or {})
-            response = connection.getresponse()
+            try:
+                connection.request(method, path, body=body, headers=headers or {})
+                response = connection.getresponse()
+            except BrokenPipeError:  # refused before the whole body was sent (as it should be): read the answer
+                response = http.client.HTTPResponse(connection.sock, method=method)
+                response.begin()
             payload = response.read()
             kind = response.getheader("content-type", "")
             return response.status, json.loads(payload) if "json" in kind else payload.decode(), dict(response.getheaders())
