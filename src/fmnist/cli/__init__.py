@@ -1,0 +1,65 @@
+"""The command line: parses arguments and calls one library function per command.
+
+Each module adds its commands' parsers with a ``handler``; ``main`` sets up the process (the backend
+before Keras is imported, JAX's caches and devices), runs the handler and maps library errors to one
+line and an exit code: 0 success; 1 the work failed (some inputs rejected, training diverged); 2 bad
+usage or unusable data; 130/143 stopped by SIGINT/SIGTERM. ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from fmnist import __version__
+from fmnist.runtime import use_compilation_cache, use_cpu_devices
+
+MANY_MODELS = ("sweep", "compare")  # members are sharded over the devices: one per core on the CPU
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from fmnist.cli import common, dataset, models, training
+
+    parser = argparse.ArgumentParser(
+        prog="fmnist",
+        description="Train Fashion-MNIST classifiers with correct input normalization "
+        "(reproduces the TF2/Keras normalization tutorial).",
+        epilog=common.EPILOG,
+    )
+    parser.add_argument("--version", action="version", version=f"fmnist {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in (training, models, dataset):
+        module.add_parsers(commands)
+    for command in _leaves(parser):  # `fmnist train --debug` works too
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    return parser
+
+
+def _leaves(parser: argparse.ArgumentParser):
+    """The parsers that take options: every command, and each action of a command that has actions."""
+    for action in parser._subparsers._group_actions if parser._subparsers else ():
+        for child in action.choices.values():
+            yield from (_leaves(child) if child._subparsers else [child])
+
+
+def main(argv: list[str] | None = None) -> int:
+    # The backend and JAX's settings are chosen before anything imports Keras.
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    use_compilation_cache()
+    args = build_parser().parse_args(argv)
+    if args.command in MANY_MODELS:
+        use_cpu_devices()
+    from fmnist.errors import FmnistError
+
+    try:
+        return args.handler(args)
+    except FmnistError as error:
+        if args.debug:
+            raise
+        print(f"fmnist: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("fmnist: interrupted", file=sys.stderr)
+        return 130

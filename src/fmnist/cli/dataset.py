@@ -1,0 +1,46 @@
+"""``fmnist data show|info|download``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fmnist.cli import common
+
+
+def add_parsers(commands) -> None:
+    data = commands.add_parser("data", help="inspect or fetch the dataset")
+    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    show = data_commands.add_parser("show", help="save a PNG grid of sample images per class", epilog=common.EPILOG)
+    show.add_argument("--output", default="fashion-mnist-samples.png", help="PNG to write (default %(default)s)")
+    show.add_argument("--per-class", type=int, default=8, help="images per class (default %(default)s)")
+    show.add_argument("--split", choices=("train", "test"), default="train", help="default %(default)s")
+    common.data_options(show)
+    info = data_commands.add_parser("info", help="where the data come from, counts, pixel statistics", epilog=common.EPILOG)
+    common.data_options(info)
+    download = data_commands.add_parser("download", help="fetch the files from the upstream mirror into the Keras cache")
+    download.add_argument("--cache-dir", metavar="FOLDER", help="default $KERAS_HOME/datasets/fashion-mnist")
+    data.set_defaults(handler=data_command)
+
+
+def data_command(args) -> int:
+    from fmnist import data
+
+    if args.data_command == "download":
+        print(f"downloaded and verified: {data.download(args.cache_dir)}")
+        return 0
+    if args.data_command == "show":
+        from fmnist.errors import UsageError
+        from fmnist.plots import plot_samples
+
+        if not 1 <= args.per_class <= 50:
+            raise UsageError(f"--per-class {args.per_class}: must be between 1 and 50")
+        dataset = common.load_data(args)
+        images, labels = (dataset.x_train, dataset.y_train) if args.split == "train" else (dataset.x_test, dataset.y_test)
+        plot_samples(images, labels, Path(args.output), args.per_class)
+        print(f"wrote {args.output}")
+        return 0
+    info = data.describe(common.load_data(args))
+    width = max(map(len, info))
+    for key, value in info.items():
+        print(f"{key + ':':{width + 1}} {value:.4f}" if isinstance(value, float) else f"{key + ':':{width + 1}} {value}")
+    return 0

@@ -1,0 +1,191 @@
+"""``fmnist evaluate``, ``fmnist predict``, ``fmnist export`` and ``fmnist serve``: saved models at work."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from fmnist.cli import common
+
+PREDICT_DESCRIPTION = """Classify images with a saved model (loaded in safe mode).
+
+Pictures (PNG, JPEG) are turned upright (EXIF), read as a page shows them (16-bit scaled,
+transparency on white) and converted per --conversion:
+  dataset  Fashion-MNIST's own conversion (Xiao et al. 2017, section 2), the default: trim the
+           edges within 5% of the corners' colour, grey, negate when the item is darker than that
+           colour, stretch it to 0 and the item to 255 (as every training image is), longest edge
+           to 28 by area averaging, sharpen (Gaussian, radius and sigma 1), centre on black.
+  simple   the conversion predict used before: grey, negate when the outermost pixel ring is
+           light, longest side to 28, centred on black; no trim, no stretch, no sharpening.
+A 28x28 picture is taken as already converted (only grey and --invert). Arrays (.npy) and IDX
+files are used as they are. A bad input gets an error row, the others are still predicted; a
+doubtful conversion (e.g. low contrast) gets a warning."""
+
+
+
+def add_parsers(commands) -> None:
+    evaluate = commands.add_parser(
+        "evaluate", help="test metrics, per-class scores, confusion matrix and mistakes of a saved model",
+        description="Load a model (.keras in safe mode, or .onnx through onnxruntime) and measure it on the raw "
+        "test images; writes evaluation.json, confusion_matrix.png and mistakes.png beside the model.", epilog=common.EPILOG)
+    evaluate.add_argument("model", metavar="RUN_DIR_OR_MODEL", help="a run folder, a .keras file or a .onnx file")
+    common.data_options(evaluate)
+    evaluate.set_defaults(handler=evaluate_command)
+
+    predict = commands.add_parser(
+        "predict", help="classify your own images (PNG, JPEG, .npy, IDX)", epilog=common.EPILOG + "; exit 1 if any input failed",
+        description=PREDICT_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    predict.add_argument("model", metavar="MODEL",
+                         help="a run folder, a .keras file, or a .onnx file (run by onnxruntime: no Keras, a faster start)")
+    predict.add_argument("inputs", metavar="INPUT", nargs="+",
+                         help="PNG/JPEG files, folders of them, .npy arrays (28x28 or Nx28x28), IDX image files")
+    predict.add_argument("--format", choices=("table", "json", "csv"), default="table", help="default %(default)s")
+    predict.add_argument("--invert", choices=("auto", "yes", "no"), default="auto",
+                         help="make dark-on-light pictures light-on-dark like Fashion-MNIST; auto: when the item "
+                         "is darker than the trimmed-away colour (simple: when the mean of the outermost pixel "
+                         "ring is above 127.5). Default %(default)s")
+    predict.add_argument("--conversion", choices=("dataset", "simple"), default="dataset",
+                         help="how pictures become 28x28 (see above). Default %(default)s")
+    predict.add_argument("--save-inputs", metavar="DIR",
+                         help="write each converted 28x28 image, what the model saw, as DIR/NNNN-NAME.png "
+                         "(DIR is created if missing)")
+    predict.add_argument("--sheet", metavar="FILE.png",
+                         help="draw a contact sheet: each picture beside its 28x28 input, the predicted class, "
+                         "the top 3 and any warning (the first 100 inputs)")
+    predict.set_defaults(handler=predict_command)
+    _export_parser(commands)
+    _serve_parser(commands)
+
+
+def evaluate_command(args) -> int:
+    from fmnist.evaluation import evaluate_report, format_per_class, load_model
+
+    model = load_model(args.model)  # a bad model file is reported before the data are read
+    dataset = common.load_data(args)
+    target = Path(args.model)
+    folder = target if target.is_dir() else target.parent  # the run folder
+    result = evaluate_report(model, folder, dataset.x_test, dataset.y_test)
+    print(f"test loss {result['test_loss']:.4f} accuracy {result['test_accuracy']:.4f} ({len(dataset.y_test)} images)")
+    print(format_per_class(result["per_class"]))
+    print(f"files in {folder}: evaluation.json, confusion_matrix.png, mistakes.png "
+          f"({result['mistakes_shown']} most confident mistakes)")
+    return 0
+
+
+def predict_command(args) -> int:
+    from fmnist.errors import UsageError
+    from fmnist.evaluation import load_model
+    from fmnist.images import read_inputs
+    from fmnist.predict import SHEET_LIMIT, draw_sheet, predict, render, save_inputs
+
+    # The outputs are checked before any work, so that a typo costs nothing.
+    folder, sheet = (Path(value) if value else None for value in (args.save_inputs, args.sheet))
+    if folder and folder.exists() and not folder.is_dir():
+        raise UsageError(f"--save-inputs {folder}: exists and is not a folder")
+    if sheet and (sheet.suffix.lower() != ".png" or not sheet.parent.is_dir()):
+        raise UsageError(f"--sheet {sheet}: give a .png file in an existing folder")
+    model = load_model(args.model)
+    items = read_inputs(args.inputs, args.invert, args.conversion, previews=SHEET_LIMIT if sheet else 0)
+    results = predict(model, items)
+    print(render(results, args.format))
+    if folder:
+        print(f"fmnist: wrote {save_inputs(items, folder)} converted inputs into {folder}", file=sys.stderr)
+    if sheet:
+        print(f"fmnist: wrote {sheet} ({draw_sheet(items, results, sheet)} of {len(items)} inputs)", file=sys.stderr)
+    failed = sum(result["error"] is not None for result in results)
+    if failed:
+        print(f"fmnist: {failed} of {len(results)} inputs failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+EXPORT_DESCRIPTION = """Write a model as ONNX (model.onnx beside model.keras): raw uint8 pixels (batch, 28, 28) in,
+probabilities (batch, 10) out, the normalization inside. Converted by Keras's own model.export
+(jax2onnx on the JAX backend, no TensorFlow), then verified with onnxruntime against the Keras model on
+the 10,000 test images: the same class for every image and max |p_onnx - p_keras| <= 1e-5, or nothing
+is written (exit 1)."""
+
+
+def _export_parser(commands) -> None:
+    export = commands.add_parser("export", help="write the model as ONNX, verified with onnxruntime",
+                                 description=EXPORT_DESCRIPTION, epilog=common.EPILOG + "; exit 1 if the check fails",
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    export.add_argument("model", metavar="RUN_DIR_OR_MODEL", help="a run folder or a .keras file")
+    export.add_argument("--format", choices=("onnx",), default="onnx", help="default %(default)s")
+    export.add_argument("--output", metavar="FILE.onnx", help="where to write (default: model.onnx beside the model)")
+    common.data_options(export)
+    export.set_defaults(handler=export_command)
+
+
+SERVE_DESCRIPTION = """Serve a model over HTTP (Starlette on uvicorn). Routes:
+  POST /predict  a PNG or JPEG (the body, or a multipart file field) or a JSON array of 28x28 raw
+                 pixels (or N of them); answers what `fmnist predict --format json` prints.
+                 ?invert=auto|yes|no&conversion=dataset|simple as predict's options; ?pixels=1 adds
+                 the 28x28 image the model received.
+  GET /health    status and the model served
+  GET /          a page: drop a picture, see what the model saw, the class and the top 3
+Bad input gets a 4xx status with {"error": "..."}. Ctrl-C or SIGTERM stops it (exit 0)."""
+
+
+def _serve_parser(commands) -> None:
+    from fmnist.serve import ServeConfig
+
+    defaults = ServeConfig()
+    serve = commands.add_parser("serve", help="serve a model over HTTP: POST /predict, a page at /",
+                                description=SERVE_DESCRIPTION, epilog=common.EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    serve.add_argument("model", metavar="MODEL", help="a run folder, a .keras file or a .onnx file")
+    serve.add_argument("--host", default=defaults.host,
+                       help="address to listen on (default %(default)s: this machine only; 0.0.0.0: every interface)")
+    serve.add_argument("--port", type=int, default=defaults.port, help="default %(default)s; 0 picks a free port")
+    serve.add_argument("--max-body-mb", type=float, default=defaults.max_body_bytes / 2**20, metavar="MB",
+                       help="largest request body, refused unread beyond it (default %(default)g)")
+    serve.add_argument("--max-pixels", type=int, default=defaults.max_pixels, metavar="N",
+                       help="largest picture, from its header before decoding (default %(default)s)")
+    serve.add_argument("--timeout", type=float, default=defaults.timeout, metavar="SECONDS",
+                       help="for a request's headers and for its body (default %(default)g)")
+    serve.add_argument("--access-log", action="store_true", help="log one line per request")
+    serve.set_defaults(handler=serve_command)
+
+
+def export_command(args) -> int:
+    from fmnist.export import export_onnx, export_paths
+
+    source, path = export_paths(args.model, args.output)  # a typo costs nothing
+    dataset = common.load_data(args)
+    print(f"exporting {source} to {path}; verifying on {len(dataset.y_test):,} test images…", file=sys.stderr)
+    result = export_onnx(args.model, dataset.x_test, args.output)
+    print(f"converter: {result.converter}")
+    print(f"verified with {result.runtime} on {result.images:,} test images: same class for "
+          f"{result.same_argmax:,} of {result.images:,}, max |p_onnx - p_keras| = {result.max_difference:.2e} "
+          f"(limit 1e-05)")
+    print(f"wrote {result.path} ({result.size_bytes / 1e6:.1f} MB) in {result.seconds:.1f}s")
+    return 0
+
+
+SERVE_OPTIONS = {"max_body_bytes": "--max-body-mb", "max_pixels": "--max-pixels", "port": "--port", "timeout": "--timeout"}
+
+
+def serve_command(args) -> int:
+    from fmnist.errors import UsageError
+    from fmnist.evaluation import load_model, model_path
+    from fmnist.serve import ServeConfig
+
+    try:
+        config = ServeConfig(host=args.host, port=args.port, max_body_bytes=round(args.max_body_mb * 2**20),
+                             max_pixels=args.max_pixels, timeout=args.timeout, access_log=args.access_log)
+    except ValueError as error:  # "max_pixels must be …": name the option
+        field = str(error).split()[0]
+        raise UsageError(f"{SERVE_OPTIONS.get(field, field)}: {error}") from None
+    path = model_path(args.model)
+    model = load_model(path)
+    from fmnist.serve.server import is_loopback, serve
+
+    def announce(url: str) -> None:
+        print(f"fmnist: serving {path} at {url} (Ctrl-C stops)", flush=True)
+        if not is_loopback(config.host):
+            print("fmnist: note: reachable from other machines; there is no authentication and no TLS", flush=True)
+
+    stopped_by = serve(model, path, config, announce)
+    print(f"fmnist: stopped serving ({stopped_by})", flush=True)
+    return 0

@@ -1,0 +1,193 @@
+"""``fmnist train``, ``fmnist compare`` and ``fmnist sweep``."""
+
+from __future__ import annotations
+
+import argparse
+
+from fmnist.cli import common
+from fmnist.runtime import stop_on_signals
+
+
+def add_parsers(commands) -> None:
+    train = commands.add_parser("train", help="train the tutorial's model and write a run folder",
+                                epilog=common.methods_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter,
+                                description="Train the tutorial's MLP; writes config.json, history.csv, "
+                                "metrics.json, model.keras and learning_curves.png into the run folder.")
+    common.train_options(train)
+    train.add_argument("--output-dir", metavar="FOLDER", help="run folder (new or empty; default runs/<UTC time>-<name>)")
+    train.add_argument("--name", default="tutorial", help="run name, the run folder's suffix (default %(default)s)")
+    train.add_argument("--resume", metavar="RUN_DIR",
+                       help="continue RUN_DIR after its last checkpointed epoch with its recorded settings "
+                       "(--epochs may be raised; options that change the result are refused)")
+    train.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    train.set_defaults(handler=train_command)
+
+    compare = commands.add_parser(
+        "compare", help="train methods x seeds and compare them (table, curves, paired test)",
+        description="Train each normalization method with several seeds at one learning rate and optimizer "
+        "(a sweep with one cell per method: its members train together in one compiled program); writes "
+        "runs.csv, summary.csv, val_accuracy.png, loss.png and a run folder with the model of each member.",
+        epilog=common.methods_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    compare.add_argument("--methods", help=f"comma-separated normalization methods (default {COMPARE_DEFAULTS['methods']})")
+    compare.add_argument("--seeds", type=int, help=f"seeds per method: --seed, --seed+1, … (default {COMPARE_DEFAULTS['seeds']})")
+    compare.add_argument("--baseline", help="method the others are tested against (default standard, or the first "
+                         "method when standard is not among them)")
+    common.train_options(compare, normalization=False, engine=False)
+    compare.add_argument("--output-dir", metavar="FOLDER", help="comparison folder (new or empty; default runs/<UTC time>-compare)")
+    compare.add_argument("--resume", metavar="FOLDER",
+                         help="finish an interrupted comparison with its recorded settings (other options are not allowed)")
+    compare.set_defaults(handler=compare_command)
+    _sweep_parser(commands)
+
+
+def train_command(args) -> int:
+    from fmnist.config import TrainConfig
+    from fmnist.errors import UsageError
+    from fmnist.progress import Progress
+    from fmnist.runs import resume_config
+    from fmnist.train import train
+
+    if args.resume:
+        if args.output_dir:
+            raise UsageError("--resume names the run folder; --output-dir cannot be used with it")
+        config, output_dir = resume_config(args.resume, common.given(args)), args.resume
+    else:
+        config, output_dir = TrainConfig(**common.given(args), name=args.name), args.output_dir
+    with stop_on_signals() as should_stop:
+        result = train(config, output_dir, resume=bool(args.resume), should_stop=should_stop,
+                       progress=Progress(config.epochs, quiet=args.quiet))
+    last = result.history[-1]
+    print(
+        f"done: epoch {last['epoch']} val_accuracy {last['val_accuracy']:.4f}; "
+        f"test loss {result.metrics['test_loss']:.4f} accuracy {result.metrics['test_accuracy']:.4f}; "
+        f"{result.metrics['wall_seconds']:.1f}s; files in {result.run_dir}"
+    )
+    return 0
+
+
+COMPARE_DEFAULTS = {"methods": "none,rescale,standard,per-pixel", "seeds": 3, "baseline": None}
+
+
+def compare_command(args) -> int:
+    from fmnist.compare import compare, format_table, parse_methods, resume_arguments
+    from fmnist.config import TrainConfig
+    from fmnist.errors import UsageError
+
+    named = common.given(args) | {key: getattr(args, key) for key in COMPARE_DEFAULTS if getattr(args, key) is not None}
+    if args.resume:
+        extra = [common.option(key) for key in named] + (["--output-dir"] if args.output_dir else [])
+        if extra:
+            raise UsageError(f"--resume {args.resume}: the comparison's recorded settings are used; "
+                             f"drop {', '.join(extra)}")
+        recorded = resume_arguments(args.resume)
+        methods, seeds, baseline, config = (recorded[key] for key in ("methods", "seeds", "baseline", "config"))
+    else:
+        options = COMPARE_DEFAULTS | named
+        methods, seeds, baseline = parse_methods(options["methods"]), options["seeds"], options["baseline"]
+        config = TrainConfig(**common.given(args))
+    with stop_on_signals() as should_stop:
+        result = compare(methods, seeds, config, args.resume or args.output_dir, baseline,
+                         resume=bool(args.resume), should_stop=should_stop)
+    print()
+    print(format_table(result.summary))
+    print(f"\n±: half-width of the 95% Student-t interval across seeds; vs baseline: mean paired difference in "
+          f"test accuracy against {result.summary[0]['baseline']}, paired by seed, with the paired t-test's p-value")
+    print(f"files in {result.folder}: runs.csv, summary.csv, val_accuracy.png, loss.png, one folder per run")
+    return 0
+
+
+SWEEP_DESCRIPTION = """Train every normalization method x learning rate x optimizer x seed and answer: does
+normalization help when every method gets its own best learning rate?
+
+Members that share an optimizer train together in one compiled program (jax.vmap over the member
+axis, sharded over every device: GPUs, or one CPU device per core; several hosts join with
+--coordinator-address/--num-processes/--process-id). The best rate of each method is chosen on
+validation accuracy, and reported on test accuracy with a paired t-test (paired by seed) against
+the baseline at its own best rate.
+
+Writes members.csv, history.csv, summary.csv, best.csv, heatmap-<optimizer>.png,
+curves-<optimizer>.png, and a run folder with the model of each method x optimizer at its best rate
+(--save-models)."""
+
+
+def _sweep_parser(commands) -> None:
+    from fmnist.config import OPTIMIZERS, SAVE_MODELS, SweepConfig
+
+    defaults = SweepConfig()
+    sweep = commands.add_parser("sweep", help="methods x learning rates x optimizers x seeds, many models at once",
+                                description=SWEEP_DESCRIPTION, epilog=common.methods_epilog(),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sweep.add_argument("--methods", help=f"comma-separated normalization methods (default all: {','.join(defaults.methods)})")
+    sweep.add_argument("--learning-rates", metavar="RATES",
+                       help="comma-separated learning rates (default " + ",".join(f"{r:g}" for r in defaults.learning_rates) + ")")
+    sweep.add_argument("--optimizers", help=f"comma-separated, from {', '.join(OPTIMIZERS)} (default {','.join(defaults.optimizers)})")
+    sweep.add_argument("--seeds", type=int, help=f"seeds per cell: --seed, --seed+1, … (default {defaults.seeds})")
+    sweep.add_argument("--seed", type=int, help=f"the first seed (default {defaults.seed})")
+    sweep.add_argument("--epochs", type=int, help=f"default {defaults.epochs}")
+    sweep.add_argument("--batch-size", type=int, help=f"default {defaults.batch_size}")
+    sweep.add_argument("--valid-size", type=int, help=f"the first N training images are validation (default {defaults.valid_size})")
+    sweep.add_argument("--baseline", help="method the others are tested against (default standard, or the first "
+                       "method when standard is not among them)")
+    sweep.add_argument("--save-models", choices=SAVE_MODELS,
+                       help="best: model.keras of each method x optimizer at its best rate, first seed (default); "
+                       "all: every member; none")
+    sweep.add_argument("--members-per-program", type=int, metavar="N",
+                       help="at most N members in one compiled program (default: as many as fit in half the free memory)")
+    common.data_options(sweep)
+    sweep.add_argument("--output-dir", metavar="FOLDER", help="sweep folder (new or empty; default runs/<UTC time>-sweep)")
+    sweep.add_argument("--resume", metavar="FOLDER", help="finish an interrupted sweep with its recorded settings")
+    hosts = sweep.add_argument_group("several processes or hosts (jax.distributed; every process runs the same command)")
+    hosts.add_argument("--coordinator-address", metavar="HOST:PORT",
+                       help="process 0's address (default $JAX_COORDINATOR_ADDRESS, or Slurm/Open MPI detection)")
+    hosts.add_argument("--num-processes", type=int, metavar="N", help="default $JAX_NUM_PROCESSES")
+    hosts.add_argument("--process-id", type=int, metavar="K", help="0 .. N-1 (default $JAX_PROCESS_ID)")
+    sweep.set_defaults(handler=sweep_command)
+
+
+SWEEP_SETTINGS = ("methods", "learning_rates", "optimizers", "seeds", "seed", "epochs", "batch_size", "valid_size",
+                  "baseline", "save_models", "members_per_program", "data_dir")
+
+
+def sweep_command(args) -> int:
+    from fmnist.config import SweepConfig
+    from fmnist.runs import read_study
+    from fmnist.runtime import is_main_process, join_processes
+    from fmnist.sweep import sweep
+    from fmnist.tables import answer, format_best
+
+    join_processes(args.coordinator_address, args.num_processes, args.process_id)
+    named = {key: getattr(args, key) for key in SWEEP_SETTINGS if getattr(args, key) is not None}
+    for key, convert in (("methods", str), ("optimizers", str), ("learning_rates", float)):
+        if key in named:
+            named[key] = common.split(named[key], common.option(key), convert)
+    if args.skip_checksum:
+        named["verify"] = False
+    if args.resume:
+        if args.output_dir:
+            raise common.usage("--resume names the sweep folder; --output-dir cannot be used with it")
+        recorded = {key: tuple(value) if isinstance(value, list) else value
+                    for key, value in read_study(args.resume, "sweep")["settings"].items()}
+        changed = [key for key, value in named.items() if key != "data_dir" and value != recorded[key]]
+        if changed:
+            key = changed[0]
+            option = "--skip-checksum" if key == "verify" else f"{common.option(key)} {getattr(args, key)}"
+            raise common.usage(f"--resume {args.resume}: {option} differs from the sweep's {key} {recorded[key]!r}; "
+                         "resuming refuses changes that alter the result")
+        config = SweepConfig(**recorded | {key: named[key] for key in ("data_dir",) if key in named})
+    else:
+        config = SweepConfig(**named)
+    log = print if is_main_process() else (lambda *_: None)
+    with stop_on_signals() as should_stop:
+        result, best = sweep(config, args.resume or args.output_dir, resume=bool(args.resume), log=log,
+                             should_stop=should_stop)
+    if is_main_process():
+        print()
+        print(format_best(best))
+        print("\n±: half-width of the 95% Student-t interval across seeds; best rate: the highest mean final "
+              "val_accuracy among the rates where no seed diverged")
+        for line in answer(best):
+            print(f"answer: {line}")
+        print(f"files in {result.folder}: members.csv, history.csv, summary.csv, best.csv, "
+              + ", ".join(f"heatmap-{o}.png, curves-{o}.png" for o in config.optimizers))
+    return 0
