@@ -116,17 +116,17 @@ def _train_alone(splits, member, optimizer, stats, epochs):
     return [np.asarray(v) for v in model.trainable_variables], rows
 
 
-@pytest.mark.parametrize("optimizer, rate, methods", [
-    ("sgd", 0.01, METHODS),  # the tutorial's rate
-    ("momentum", 0.01, ("standard", "per-image")),
-    ("nesterov", 0.01, ("rescale",)),
+@pytest.mark.parametrize("optimizer, rate, members", [
+    ("sgd", 0.01, [(method, 0) for method in METHODS] + [("standard", 3)]),  # the tutorial's rate
+    ("momentum", 0.01, [("standard", 1)]),
+    ("nesterov", 0.01, [("per-image", 2)]),
     # Adam divides by sqrt(v): gradients near zero turn last-bit differences into steps of order the
     # learning rate, so Adam is held at its usual rate, where the members still agree within 1e-5.
-    ("adam", 0.001, ("minmax", "standard")),
+    ("adam", 0.001, [("minmax", 0), ("standard", 4)]),
 ])
-def test_a_member_agrees_with_fmnist_train(tiny_dir, optimizer, rate, methods):
+def test_a_member_agrees_with_fmnist_train(tiny_dir, optimizer, rate, members):
     splits = data.split(data.load(tiny_dir, verify=False), 100)
-    members = [Member(method, rate, seed) for method in methods for seed in (0, 3)]
+    members = [Member(method, rate, seed) for method, seed in members]
     engine, stats = _members_engine(splits, members, optimizer)
     for index, member in enumerate(members):  # each starts exactly where `fmnist train --seed` starts
         keras.utils.set_random_seed(member.seed)

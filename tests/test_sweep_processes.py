@@ -75,7 +75,7 @@ def _assert_same_study(folder, reference):
 def reference(tmp_path_factory, mid_dir, cache):
     """The sweep uninterrupted, in one process with two devices."""
     folder = tmp_path_factory.mktemp("reference") / "sweep"
-    subprocess.run(_command(mid_dir, *GRID, "--epochs", "3", "--output-dir", str(folder)), env=_env(cache),
+    subprocess.run(_command(mid_dir, *GRID, "--epochs", "2", "--output-dir", str(folder)), env=_env(cache),
                    check=True, capture_output=True)
     return folder
 
@@ -85,7 +85,7 @@ def test_one_and_two_devices_train_the_same_members(tmp_path, mid_dir, cache, re
     rate they stay within 1e-5 here; at rates where training is chaotic they grow): the same members,
     settings and statuses exactly, and the numbers within 1e-4."""
     one = tmp_path / "one"
-    subprocess.run(_command(mid_dir, *GRID, "--epochs", "3", "--output-dir", str(one)), env=_env(cache, devices=1),
+    subprocess.run(_command(mid_dir, *GRID, "--epochs", "2", "--output-dir", str(one)), env=_env(cache, devices=1),
                    check=True, capture_output=True)
     exact = ("member", "method", "optimizer", "learning_rate", "seed", "status", "diverged_epoch", "epochs", "run_dir")
     for ours, theirs in zip(_table(one, "members.csv"), _table(reference, "members.csv")):
@@ -105,7 +105,7 @@ def test_two_processes_on_loopback_equal_one_process(tmp_path, mid_dir, cache, r
     folder = tmp_path / "joined"
     address = f"127.0.0.1:{_free_port()}"
     children = [
-        subprocess.Popen(_command(mid_dir, *GRID, "--epochs", "3", "--output-dir", str(folder),
+        subprocess.Popen(_command(mid_dir, *GRID, "--epochs", "2", "--output-dir", str(folder),
                                   "--coordinator-address", address, "--num-processes", "2", "--process-id", str(index)),
                          env=_env(cache, devices=1), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for index in (0, 1)
@@ -129,7 +129,7 @@ def _wait_for_change(path, since, deadline, child=None):
 def test_sigkill_at_random_moments_then_resume_equals_uninterrupted(tmp_path, mid_dir, cache, reference):
     folder = tmp_path / "killed"
     rng = random.Random(9)
-    command = _command(mid_dir, *GRID, "--epochs", "3", "--output-dir", str(folder))
+    command = _command(mid_dir, *GRID, "--epochs", "2", "--output-dir", str(folder))
     kills = 0
     for attempt in range(5):
         child = subprocess.Popen(command, env=_env(cache), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -156,7 +156,7 @@ def test_sigkill_at_random_moments_then_resume_equals_uninterrupted(tmp_path, mi
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_sigterm_and_ctrl_c_stop_after_the_epoch_and_resume(tmp_path, mid_dir, cache, reference, sig, code):
     folder = tmp_path / "stopped"
-    child = subprocess.Popen(_command(mid_dir, *GRID, "--epochs", "3", "--output-dir", str(folder)), env=_env(cache),
+    child = subprocess.Popen(_command(mid_dir, *GRID, "--epochs", "2", "--output-dir", str(folder)), env=_env(cache),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert _wait_for_change(folder / "members.csv", None, time.monotonic() + 120, child)  # after the first checkpoint
     child.send_signal(sig)
