@@ -173,5 +173,5 @@ def answer(best: list[dict]) -> list[str]:
             parts.append(f"{row['method']} {verdict} ({diff * 100:+.2f} points at lr {row['learning_rate']:g}{p_text})")
         lines.append(f"{optimizer}, each method at its own best learning rate (chosen on validation), test accuracy "
                      f"against {base['method']} ({base['test_accuracy_mean']:.4f} at lr {base['learning_rate']:g}): "
-                     + "; ".join(parts))
+                     + ("; ".join(parts) if parts else "the only method trained"))
     return lines
