@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from fmnist.cli import common
+from fmnist.cli import common, report
 from fmnist.runtime import stop_on_signals
 
 
@@ -57,6 +57,7 @@ def train_command(args) -> int:
     with stop_on_signals() as should_stop:
         result = train(config, output_dir, resume=bool(args.resume), should_stop=should_stop,
                        progress=Progress(config.epochs, quiet=args.quiet))
+    report.write_at_end(result.run_dir)
     last = result.history[-1]
     print(
         f"done: epoch {last['epoch']} val_accuracy {last['val_accuracy']:.4f}; "
@@ -89,6 +90,7 @@ def compare_command(args) -> int:
     with stop_on_signals() as should_stop:
         result = compare(methods, seeds, config, args.resume or args.output_dir, baseline,
                          resume=bool(args.resume), should_stop=should_stop)
+    report.write_at_end(result.folder)
     print()
     print(format_table(result.summary))
     print(f"\n±: half-width of the 95% Student-t interval across seeds; vs baseline: mean paired difference in "
@@ -182,6 +184,7 @@ def sweep_command(args) -> int:
         result, best = sweep(config, args.resume or args.output_dir, resume=bool(args.resume), log=log,
                              should_stop=should_stop)
     if is_main_process():
+        report.write_at_end(result.folder)
         print()
         print(format_best(best))
         print("\n±: half-width of the 95% Student-t interval across seeds; best rate: the highest mean final "
