@@ -10,7 +10,9 @@ member under ``tensorboard/<member>/``, so ``tensorboard --logdir runs/`` shows 
 member. Per epoch, at step = epoch: loss, accuracy, val_loss, val_accuracy, epoch_seconds,
 learning_rate (float32, as TensorBoard stores scalars: history.csv's values rounded to float32); at the end test_loss and test_accuracy; after
 ``fmnist evaluate`` the confusion matrix and the mistakes grid as images; and an HParams session
-(method, optimizer, learning_rate, seed, batch_size, epochs, status; trial id: the folder's name).
+(method, optimizer, learning_rate, seed and status: what the dashboard filters on; the trial id is the
+folder's name). TensorBoard infers the HParams columns from the sessions (no experiment summary), so
+``--logdir runs/`` over many studies offers every method that any of them trained.
 
 The event file is derived data: the checkpoint and history.csv (a study's programs/*/progress.json) are
 the truth. An epoch is appended only after its checkpoint, so the events are never ahead of it; a
@@ -63,14 +65,15 @@ def _scalars(step: int, values: dict, first: bool):
     """One event with a float32 scalar per tag (TensorBoard's default Rust loader reads no float64 scalar:
     measured, it shows none); the plugin metadata only on a file's first value of a tag (TensorBoard keeps
     the first it sees)."""
-    import numpy as np
-    from tensorboard.compat.proto import summary_pb2
+    from tensorboard.compat.proto import summary_pb2, tensor_pb2, types_pb2
     from tensorboard.plugins.scalar import metadata
-    from tensorboard.util import tensor_util
 
     summary = summary_pb2.Summary()
     for tag, value in values.items():
-        entry = summary.value.add(tag=tag, tensor=tensor_util.make_tensor_proto(np.float32(value)))
+        # the proto tensor_util.make_tensor_proto makes for a float32 scalar, built directly (5x faster)
+        tensor = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, float_val=[value])
+        tensor.tensor_shape.SetInParent()
+        entry = summary.value.add(tag=tag, tensor=tensor)
         if first:
             entry.metadata.CopyFrom(metadata.create_summary_metadata(display_name=tag,
                                                                      description=DESCRIPTIONS[tag]))
@@ -158,8 +161,7 @@ def append_epoch(folder: Path, row: dict, learning_rate: float) -> None:
 # -- run folders (fmnist train; evaluate) --------------------------------------------------------------
 def run_hparams(settings: dict) -> dict:
     return {"method": settings["normalization"], "optimizer": settings["optimizer"],
-            "learning_rate": float(settings["learning_rate"]), "seed": settings["seed"],
-            "batch_size": settings["batch_size"], "epochs": settings["epochs"]}
+            "learning_rate": float(settings["learning_rate"]), "seed": settings["seed"]}
 
 
 def run_status(history: list[dict], epochs: int, metrics: dict | None) -> str:
@@ -204,7 +206,7 @@ def write_run(run_dir: Path) -> None:
 # -- study folders (fmnist compare, fmnist sweep): one sub-run per member ------------------------------
 def member_hparams(member, config) -> dict:
     return {"method": member.method, "optimizer": member.optimizer, "learning_rate": member.learning_rate,
-            "seed": member.seed, "batch_size": config.batch_size, "epochs": config.epochs}
+            "seed": member.seed}
 
 
 def write_members(folder: Path, config, members, indices, histories, tests: dict | None = None) -> None:
