@@ -10,9 +10,11 @@ from __future__ import annotations
 import base64
 import html
 import math
+import re
 import struct
 from pathlib import Path
 
+NUMERIC = re.compile(r"^[+\-—]?\d")  # a number as text ("0.8797 ± 0.0011", "-0.0149 (p=0.0037)"): kept on one line
 POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
 STYLE = """
 :root { color-scheme: light; }
@@ -28,8 +30,8 @@ h3 { font-size: 1.05rem; margin: 1.2rem 0 .4rem; }
 .answer p { margin: .3rem 0; }
 .scroll { overflow-x: auto; -webkit-overflow-scrolling: touch; margin: .5rem 0 1rem; }
 table { border-collapse: collapse; font-size: .9rem; background: #fff; }
-th, td { border: 1px solid #ddd; padding: .3rem .55rem; text-align: left; vertical-align: top; white-space: nowrap; }
-.words { display: inline-block; min-width: 14rem; white-space: normal; }
+th, td { border: 1px solid #ddd; padding: .3rem .55rem; text-align: left; vertical-align: top; }
+.words { display: inline-block; min-width: 10rem; }
 .note { font-size: .85rem; color: #555; margin-top: -.5rem; }
 th { background: #f0f0ec; font-weight: 600; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
@@ -71,7 +73,7 @@ def table(rows: list[dict], columns: list[tuple], caption: str = "", attributes:
         for key, _, *rest in columns:
             value = row.get(key, "")
             shown = rest[0](value) if rest else number(value)
-            numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+            numeric = isinstance(value, (int, float)) and not isinstance(value, bool) or NUMERIC.match(shown)
             cells.append(f'<td class="num">{shown}</td>' if numeric else f"<td>{shown}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     note = f'<p class="note">{caption}</p>' if caption else ""
