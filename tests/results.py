@@ -60,6 +60,17 @@ def assert_events_match_history(folder: Path, history: list[dict], learning_rate
             assert stored == expected or math.isnan(expected) and math.isnan(stored), (folder, tag, row["epoch"])
 
 
+def assert_study_events_match_history(folder: Path) -> None:
+    """Every member of a study folder: its event file holds its rows of history.csv, each epoch once."""
+    from fmnist.report import read_rows
+    from fmnist.tensorboard import STUDY_RUNS
+
+    history = read_rows(folder / "history.csv")
+    for member in read_rows(folder / "members.csv"):
+        rows = [row | {"epoch": int(row["epoch"])} for row in history if row["member"] == member["member"]]
+        assert_events_match_history(folder / STUDY_RUNS / member["member"], rows, member["learning_rate"])
+
+
 def _kill_after_checkpoint(patch, name: str, epoch: int) -> None:
     """The process dies after epoch ``epoch``'s checkpoint, before its events: ``fmnist.tensorboard.name``
     raises KeyboardInterrupt there (the CLI answers 130, as for Ctrl-C)."""
