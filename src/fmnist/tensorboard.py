@@ -11,7 +11,7 @@ member. Per epoch, at step = epoch: loss, accuracy, val_loss, val_accuracy, epoc
 learning_rate (float32, as TensorBoard stores scalars: history.csv's values rounded to float32); at the end test_loss and test_accuracy; after
 ``fmnist evaluate`` the confusion matrix and the mistakes grid as images; and an HParams session
 (method, optimizer, learning_rate, seed and status: what the dashboard filters on; the trial id is the
-folder's name). TensorBoard infers the HParams columns from the sessions (no experiment summary), so
+run's folder, or "member · study folder", unique so that TensorBoard never merges two studies' members). TensorBoard infers the HParams columns from the sessions (no experiment summary), so
 ``--logdir runs/`` over many studies offers every method that any of them trained.
 
 The event file is derived data: the checkpoint and history.csv (a study's programs/*/progress.json) are
@@ -226,7 +226,7 @@ def write_members(folder: Path, config, members, indices, histories, tests: dict
             test = test if test and all(math.isfinite(test[tag]) for tag in TEST_TAGS) else None
         artifacts.remove_temporaries(Path(folder) / STUDY_RUNS / member.name)  # left by a killed process
         write_events(Path(folder) / STUDY_RUNS / member.name,
-                     run_events(history, member_hparams(member, config), f"{Path(folder).name}/{member.name}",
+                     run_events(history, member_hparams(member, config), f"{member.name} · {Path(folder).name}",
                                 status, test))
 
 
