@@ -12,7 +12,8 @@ def add_parsers(commands) -> None:
     train = commands.add_parser("train", help="train the tutorial's model and write a run folder",
                                 epilog=common.methods_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter,
                                 description="Train the tutorial's MLP; writes config.json, history.csv, "
-                                "metrics.json, model.keras and learning_curves.png into the run folder.")
+                                "metrics.json, model.keras, learning_curves.png, TensorBoard events and report.html "
+                                "into the run folder.")
     common.train_options(train)
     train.add_argument("--output-dir", metavar="FOLDER", help="run folder (new or empty; default runs/<UTC time>-<name>)")
     train.add_argument("--name", default="tutorial", help="run name, the run folder's suffix (default %(default)s)")
@@ -26,7 +27,8 @@ def add_parsers(commands) -> None:
         "compare", help="train methods x seeds and compare them (table, curves, paired test)",
         description="Train each normalization method with several seeds at one learning rate and optimizer "
         "(a sweep with one cell per method: its members train together in one compiled program); writes "
-        "runs.csv, summary.csv, val_accuracy.png, loss.png and a run folder with the model of each member.",
+        "runs.csv, summary.csv, val_accuracy.png, loss.png, report.html, tensorboard/ (events of each member) and a run "
+        "folder with the model of each member.",
         epilog=common.methods_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     compare.add_argument("--methods", help=f"comma-separated normalization methods (default {COMPARE_DEFAULTS['methods']})")
@@ -109,8 +111,8 @@ validation accuracy, and reported on test accuracy with a paired t-test (paired 
 the baseline at its own best rate.
 
 Writes members.csv, history.csv, summary.csv, best.csv, heatmap-<optimizer>.png,
-curves-<optimizer>.png, and a run folder with the model of each method x optimizer at its best rate
-(--save-models)."""
+curves-<optimizer>.png, report.html, tensorboard/ (events of each member), and a run folder with the
+model of each method x optimizer at its best rate (--save-models)."""
 
 
 def _sweep_parser(commands) -> None:
