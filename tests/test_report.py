@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fmnist import artifacts, plots
+from fmnist import CLASS_NAMES, artifacts, plots
 from fmnist.cli import main
 from fmnist.report import read_rows, verdict
 
@@ -68,7 +68,7 @@ def test_a_run_s_report_answers_first_against_the_tutorial(small_results):
     assert "normalization rescale (the tutorial: standard); epochs 3 (the tutorial: 10)" in answer
     assert len(page.tables["history"]) == 1 + 3  # header and one row per epoch
     per_class = next(rows for name, rows in page.tables.items() if rows and rows[0][0] == "class")
-    assert [row[0] for row in per_class[1:]] == list(__import__("fmnist").CLASS_NAMES)
+    assert [row[0] for row in per_class[1:]] == list(CLASS_NAMES)
     assert [image["alt"] for image in page.images] == ["loss, accuracy, val_loss and val_accuracy per epoch",
                                                        "confusion matrix", "the most confident mistakes"]
 
