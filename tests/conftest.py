@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from browser import browser  # noqa: F401  the headless-Chromium fixture (tests/browser.py)
+from results import small_results  # noqa: F401  a run, a comparison and a sweep on tiny data (tests/results.py)
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 os.environ.setdefault("FMNIST_COMPILATION_CACHE", "off")  # tests leave nothing in ~/.cache

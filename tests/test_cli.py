@@ -11,7 +11,8 @@ import pytest
 from fmnist.cli import main
 from test_data import DAMAGES
 
-RUN_FILES = {"config.json", "history.csv", "metrics.json", "model.keras", "learning_curves.png", "checkpoint.npz"}
+RUN_FILES = {"config.json", "history.csv", "metrics.json", "model.keras", "learning_curves.png", "checkpoint.npz",
+             "events.out.tfevents.fmnist", "report.html"}
 
 
 def _history(run_dir):

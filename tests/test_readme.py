@@ -36,6 +36,9 @@ SKIPPED = {  # a block's first command: why the test does not run it
         "12 ten-epoch runs, about 2.5 minutes on 2 cores; tests/test_compare.py runs compare on tiny data",
     "fmnist sweep --output-dir /shared/runs/study --coordinator-address hostA:12355 --num-processes 2 --process-id 0":
         "needs two hosts and a shared folder; tests/test_sweep_processes.py joins two local processes the same way",
+    ".venv/bin/tensorboard --logdir runs":
+        "a server that runs until Ctrl-C; tests/test_tensorboard.py starts TensorBoard on 127.0.0.1, reads "
+        "its scalars and HParams over HTTP and stops it",
     ".venv/bin/python -m pytest -m \"not integration and not processes\"":
         "the test suite itself and the benchmarks (minutes); CI runs make test",
 }

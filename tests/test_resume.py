@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 
 from conftest import tiny_images, write_idx
+from fmnist.artifacts import read_history
 from fmnist.cli import main
+from results import assert_events_match_history
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +69,7 @@ def _assert_same_run(run_dir, reference):
         assert np.array_equal(ours, theirs)
     assert _history(run_dir) == _history(reference)
     assert not [p.name for p in run_dir.iterdir() if ".tmp-" in p.name]
+    assert_events_match_history(run_dir, read_history(run_dir / "history.csv"), 0.01)  # each epoch once
 
 
 def _wait_for_change(path, since, deadline):

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import tiny_images, write_idx
+from results import assert_study_events_match_history
 
 pytestmark = pytest.mark.processes
 
@@ -69,6 +70,7 @@ def _assert_same_study(folder, reference):
         for ours, theirs in zip(_weights(folder / run_dir), _weights(reference / run_dir)):
             assert np.array_equal(ours, theirs), run_dir
     assert not list(folder.rglob(".*.tmp-*"))
+    assert_study_events_match_history(folder)  # each member's checkpointed epochs once, after kills too
 
 
 @pytest.fixture(scope="module")

@@ -119,7 +119,7 @@ def compare(methods: list[str], seeds: int, config: TrainConfig, output_dir=None
         histories = {method: [history for member, history in zip(result.members, result.histories)
                               if member.method == method] for method in methods}
         plots.plot_across_seeds(histories, "val_accuracy", result.folder / "val_accuracy.png")
-        plots.plot_across_seeds(histories, "loss", result.folder / "loss.png", log_scale=True)
+        plots.plot_across_seeds(histories, ("loss", "val_loss"), result.folder / "loss.png")
     return Comparison(result.folder, rows, summary)
 
 

@@ -156,6 +156,10 @@ def evaluate_report(model, folder: Path, images: np.ndarray, labels: np.ndarray)
     plots.plot_confusion(labels, predicted, folder / "confusion_matrix.png")
     result["mistakes_shown"] = plots.plot_mistakes(images, labels, probabilities, folder / "mistakes.png")
     artifacts.write_json(folder / "evaluation.json", result)
+    if (folder / "config.json").is_file():  # a run folder: its TensorBoard events get the pictures
+        from fmnist import tensorboard
+
+        tensorboard.write_run(folder)
     return result
 
 

@@ -40,25 +40,63 @@ def plot_learning_curves(history: list[dict], path: Path, title: str = "") -> No
     _save(figure, path)
 
 
-def _seed_band(axes, runs: list[list[dict]], series: str, label: str) -> bool:
-    """The mean over seeds per epoch and a band from the lowest to the highest seed; False when no
-    value is finite (every seed diverged at once)."""
+SERIES_LABELS = {"val_accuracy": "validation accuracy (fraction correct)", "accuracy": "training accuracy (fraction correct)",
+                 "loss": "training loss (cross-entropy)", "val_loss": "validation loss (cross-entropy)"}
+
+
+def _seed_stats(runs: list[list[dict]], series: str):
+    """Per epoch: the epochs, and the mean, lowest and highest value over the seeds (NaN where no seed is
+    finite: a gap in the line); None when no value is finite at all (every seed diverged at once)."""
     length = max(len(run) for run in runs)
     values = np.full((len(runs), length), np.nan)
     for index, run in enumerate(runs):
         values[index, : len(run)] = [row[series] for row in run]
     values[~np.isfinite(values)] = np.nan
     if np.isnan(values).all():
-        axes.plot([], [], label=f"{label}: no finite values (diverged)")
-        return False
-    epochs = np.arange(1, length + 1)
-    with warnings.catch_warnings():  # epochs where every seed diverged stay NaN: a gap in the line
+        return None
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        mean, low, high = np.nanmean(values, axis=0), np.nanmin(values, axis=0), np.nanmax(values, axis=0)
-    seeds = f"{len(runs)} seed{'s' * (len(runs) != 1)}"
-    (line,) = axes.plot(epochs, mean, marker="o", markersize=3, label=f"{label} ({seeds})")
-    axes.fill_between(epochs, low, high, color=line.get_color(), alpha=0.2)
-    return bool(np.nanmax(values) > 0)
+        return np.arange(1, length + 1), np.nanmean(values, axis=0), np.nanmin(values, axis=0), np.nanmax(values, axis=0)
+
+
+def _learned(runs: list[list[dict]]) -> bool:
+    """Whether a seed of the method ended above chance (tables.STUCK_BELOW) with a finite validation accuracy."""
+    from fmnist.tables import STUCK_BELOW
+
+    return any(run and np.isfinite(run[-1]["val_accuracy"]) and run[-1]["val_accuracy"] >= STUCK_BELOW for run in runs)
+
+
+def _band_panel(axes, histories: dict[str, list[list[dict]]], series: str) -> None:
+    """One colour per method: the mean over seeds per epoch and a band from the lowest to the highest seed.
+
+    The y axis spans the methods that learned, so their bands stay visible (a fixed 0..1 axis squeezed
+    them into a few pixels); a method stuck at chance or diverged keeps its line and its legend entry,
+    which says where its final value lies when that is off the axis."""
+    drawn = {}
+    for label, runs in histories.items():
+        seeds = f"{len(runs)} seed{'s' * (len(runs) != 1)}"
+        stats = _seed_stats(runs, series) if runs else None
+        if stats is None:
+            axes.plot([], [], label=f"{label} ({seeds}): diverged, no finite value")
+            continue
+        epochs, mean, low, high = stats
+        (line,) = axes.plot(epochs, mean, marker="o", markersize=3, label=f"{label} ({seeds})")
+        axes.fill_between(epochs, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+        drawn[label] = (line, stats, _learned(runs))
+    focus = [stats for _, stats, learned in drawn.values() if learned] or [stats for _, stats, _ in drawn.values()]
+    if focus:
+        low, high = min(np.nanmin(stats[2]) for stats in focus), max(np.nanmax(stats[3]) for stats in focus)
+        pad = max(0.08 * (high - low), 0.005 if series.endswith("accuracy") else 0.02 * abs(high) + 1e-3)
+        bottom, top = low - pad, high + pad  # not clipped to 0..1: a line at 1.0 stays visible
+        axes.set_ylim(bottom, top)
+        for line, stats, _ in drawn.values():
+            final = stats[1][np.isfinite(stats[1])][-1]
+            if not bottom <= final <= top:
+                where = "below" if final < bottom else "above"
+                line.set_label(f"{line.get_label()}: final {final:.3g}, {where} this axis")
+    _epoch_axis(axes)
+    axes.set_ylabel(SERIES_LABELS.get(series, series))
+    axes.legend(fontsize=8)
 
 
 def _epoch_axis(axes) -> None:
@@ -69,57 +107,59 @@ def _epoch_axis(axes) -> None:
     axes.grid(True)
 
 
-def plot_across_seeds(histories: dict[str, list[list[dict]]], series: str, path: Path, log_scale=False) -> None:
-    """One colour per method: the mean over seeds per epoch, and a band from the lowest to the highest seed."""
+def plot_across_seeds(histories: dict[str, list[list[dict]]], series, path: Path):
+    """``series``: one name, or several for panels one above the other (e.g. training and validation
+    loss); each panel's axes come from the data (_band_panel). Returns the figure."""
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(8, 5))
-    axes = figure.subplots()
-    plotted_positive = False
-    for method, runs in histories.items():
-        plotted_positive |= _seed_band(axes, runs, series, method)
-    if log_scale and plotted_positive:
-        axes.set_yscale("log")
-    elif series.endswith("accuracy"):
-        axes.set_ylim(0, 1)
-    _epoch_axis(axes)
-    axes.set_ylabel(series)
-    axes.set_title(f"{series} per epoch: mean and range across seeds")
-    axes.legend()
+    panels = (series,) if isinstance(series, str) else tuple(series)
+    figure = Figure(figsize=(8, 4.2 * len(panels) + 0.6))
+    for axes, name in zip(np.atleast_1d(figure.subplots(len(panels), 1)), panels):
+        _band_panel(axes, histories, name)
+        axes.set_title(f"{SERIES_LABELS.get(name, name)} per epoch", fontsize=10)
+    figure.suptitle("mean over seeds (line) and range from the lowest to the highest seed (band)", fontsize=10)
     _save(figure, path)
+    return figure
 
 
-def plot_heatmap(summary: list[dict], optimizer: str, methods, rates, path: Path) -> None:
-    """Mean final val_accuracy per method x learning rate for one optimizer; diverged cells marked."""
+def plot_heatmap(summary: list[dict], optimizer: str, methods, rates, path: Path):
+    """Mean final val_accuracy per method x learning rate for one optimizer. The colours span the cells
+    that learned; cells stuck at chance fall below the scale (pale red), diverged ones are hatched."""
+    import matplotlib
     from matplotlib.figure import Figure
+
+    from fmnist.tables import STUCK_BELOW
 
     cells = {(row["method"], row["learning_rate"]): row for row in summary if row["optimizer"] == optimizer}
     values = np.array([[cells[(method, float(rate))]["val_accuracy_mean"] for rate in rates] for method in methods])
     finite = values[np.isfinite(values)]
+    learned = finite[finite >= STUCK_BELOW]
+    scale = learned if learned.size else finite
+    vmin, vmax = (scale.min(), scale.max()) if scale.size else (0.0, 1.0)
+    vmin = min(vmin, vmax - 0.005)  # one value, or all alike: a scale still
     figure = Figure(figsize=(1.1 * len(rates) + 3, 0.6 * len(methods) + 2))
     axes = figure.subplots()
-    import matplotlib
-
-    colours = matplotlib.colormaps["viridis"].with_extremes(bad="lightgrey")  # grey: every member diverged
-    shown = axes.imshow(np.ma.masked_invalid(values), cmap=colours, aspect="auto",
-                        vmin=min(0.1, finite.min()) if finite.size else 0.1, vmax=finite.max() if finite.size else 1)
-    figure.colorbar(shown, ax=axes, label="mean final val_accuracy")
+    colours = matplotlib.colormaps["viridis"].with_extremes(bad="lightgrey", under="#f4c7c3")  # grey: all diverged
+    shown = axes.imshow(np.ma.masked_invalid(values), cmap=colours, aspect="auto", vmin=vmin, vmax=vmax)
+    figure.colorbar(shown, ax=axes, label="mean final validation accuracy\n(fraction correct)",
+                    extend="min" if (finite < vmin).any() else "neither")
     for row, method in enumerate(methods):
         for column, rate in enumerate(rates):
-            cell = cells[(method, float(rate))]
-            text = "" if np.isnan(values[row, column]) else f"{values[row, column]:.3f}"
+            cell, value = cells[(method, float(rate))], values[row, column]
+            text = "" if np.isnan(value) else f"{value:.3f}" + ("\nstuck" if value < STUCK_BELOW else "")
             if cell["diverged"]:
                 text += f"\n{cell['diverged']}/{cell['members']} diverged"
                 axes.add_patch(_hatch(column, row))
-            light = not np.isfinite(values[row, column]) or values[row, column] > shown.norm.vmin + 0.6 * (
-                shown.norm.vmax - shown.norm.vmin)
+            light = not np.isfinite(value) or value < vmin or value > vmin + 0.6 * (vmax - vmin)
             axes.text(column, row, text, ha="center", va="center", fontsize=7, color="black" if light else "white")
     axes.set_xticks(range(len(rates)), [f"{rate:g}" for rate in rates])
     axes.set_yticks(range(len(methods)), methods)
     axes.set_xlabel("learning rate")
     axes.set_ylabel("normalization")
-    axes.set_title(f"{optimizer}: mean final val_accuracy over seeds\n(hatched: some members diverged)", fontsize=10)
+    axes.set_title(f"{optimizer}: mean final validation accuracy over seeds\n(pale red: stuck at chance, "
+                   "below the colour scale; hatched: some members diverged)", fontsize=9)
     _save(figure, path)
+    return figure
 
 
 def _hatch(column: int, row: int):
@@ -128,20 +168,19 @@ def _hatch(column: int, row: int):
     return Rectangle((column - 0.5, row - 0.5), 1, 1, fill=False, hatch="//", edgecolor="red", linewidth=0)
 
 
-def plot_best_curves(histories: dict[str, list[list[dict]]], labels: dict[str, str], optimizer: str, path: Path) -> None:
-    """Each method at its best learning rate: val_accuracy and training loss per epoch, band across seeds."""
+def plot_best_curves(histories: dict[str, list[list[dict]]], labels: dict[str, str], optimizer: str, path: Path):
+    """Each method at its best learning rate: the tutorial's four series per epoch, band across seeds,
+    each panel's axes from the data."""
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(12, 5))
-    for axes, series in zip(figure.subplots(1, 2), ("val_accuracy", "loss")):
-        for method, runs in histories.items():
-            if runs:
-                _seed_band(axes, runs, series, f"{method}, {labels[method]}")
-        _epoch_axis(axes)
-        axes.set_ylabel(series + (" (cross-entropy)" if series == "loss" else " (fraction correct)"))
-        axes.legend(fontsize=8)
+    named = {f"{method}, {labels[method]}": runs for method, runs in histories.items() if runs}
+    figure = Figure(figsize=(12, 9))
+    for axes, series in zip(figure.subplots(2, 2).ravel(), ("val_accuracy", "accuracy", "val_loss", "loss")):
+        _band_panel(axes, named, series)
+        axes.set_title(SERIES_LABELS[series], fontsize=10)
     figure.suptitle(f"{optimizer}: each method at its best learning rate (mean and range across seeds)")
     _save(figure, path)
+    return figure
 
 
 def plot_confusion(labels: np.ndarray, predicted: np.ndarray, path: Path) -> None:

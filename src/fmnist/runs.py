@@ -1,10 +1,11 @@
 """Run folders and study folders: where they go, what ``config.json`` holds, and resuming them.
 
 A run folder holds one model's files (``fmnist train``, or a member of a study whose model is kept):
-config.json, history.csv, metrics.json, model.keras, learning_curves.png and checkpoint.npz. A study
+config.json, history.csv, metrics.json, model.keras, learning_curves.png and checkpoint.npz (and from
+``fmnist train`` its TensorBoard events and report.html: tensorboard.py, report.py). A study
 folder (``fmnist sweep``, ``fmnist compare``) holds study.json, members.csv, history.csv, the kind's own
-tables and figures, programs/ (each program's progress and checkpoints, checkpoint.py) and the run
-folders of the members whose models are kept.
+tables and figures, programs/ (each program's progress and checkpoints, checkpoint.py), tensorboard/
+(each member's events), report.html and the run folders of the members whose models are kept.
 
 Each run has a random ``run_id`` in config.json that its checkpoint repeats, so a checkpoint copied in
 from another run is refused instead of continued.

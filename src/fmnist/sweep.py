@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fmnist import artifacts, checkpoint, data, normalization, runs, tables
+from fmnist import artifacts, checkpoint, data, normalization, runs, tables, tensorboard
 from fmnist.config import SweepConfig
 from fmnist.errors import Interrupted
 from fmnist.progress import Progress
@@ -189,6 +189,7 @@ def _train_program(program, label, config, folder, members, stats, splits, state
     if saved and saved["done"]:
         for position, index in enumerate(indices):
             state.tests[index] = {key: values[position] for key, values in saved["test"].items()}
+        tensorboard.write_members(folder, config, members, indices, state.histories, state.tests)
         log(f"{label} finished earlier: {len(indices)} members")
         return
     progress = Progress(config.epochs, live=live)
@@ -199,6 +200,7 @@ def _train_program(program, label, config, folder, members, stats, splits, state
         engine.load_state(checkpoint.read_program_state(folder, name, saved["epoch"]), saved["alive"])
         first, seconds = saved["epoch"] + 1, saved["seconds"]
         log(f"{label} resuming after epoch {saved['epoch']}")
+    tensorboard.write_members(folder, config, members, indices, state.histories)  # the checkpointed epochs
     for epoch in range(first, config.epochs + 1):
         alive = engine.alive.copy()
         started = time.perf_counter()
@@ -216,6 +218,7 @@ def _train_program(program, label, config, folder, members, stats, splits, state
         log(f"{label} epoch {epoch}/{config.epochs} {elapsed:.1f}s: "
             f"{_epoch_summary(members, indices, metrics, alive, engine.alive)}; {eta}")
         state.write()
+        tensorboard.append_members(folder, members, indices, state.histories, epoch)
         stop = any_process(should_stop() if should_stop else None)
         if stop and epoch < config.epochs:
             raise Interrupted(stop, f"after epoch {epoch} of program {name}",
@@ -225,6 +228,7 @@ def _train_program(program, label, config, folder, members, stats, splits, state
         state.tests[index] = {key: float(values[position]) for key, values in test.items()}
     checkpoint.finish_program(folder, name, [state.histories[i] for i in indices], engine.alive, seconds,
                               {key: values.tolist() for key, values in test.items()})
+    tensorboard.write_members(folder, config, members, indices, state.histories, state.tests)
 
 
 def _epoch_summary(members, indices, metrics, alive_before, alive_after) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fmnist import artifacts, checkpoint, data, engines, normalization, runs
+from fmnist import artifacts, checkpoint, data, engines, normalization, runs, tensorboard
 from fmnist.config import TrainConfig
 from fmnist.errors import Interrupted, TrainingFailed, UsageError
 from fmnist.progress import Progress
@@ -98,6 +98,7 @@ def setup_run(config: TrainConfig, output_dir: str | os.PathLike | None = None, 
         history = saved.history
         log(f"resuming {run_dir} after epoch {saved.epoch}")
     artifacts.write_csv(run_dir / "history.csv", history, artifacts.HISTORY_COLUMNS)  # consistent with the checkpoint
+    tensorboard.start_run(run_dir, dataclasses.asdict(config), history)  # the checkpointed epochs, no more
     return Run(config, run_dir, run_id, splits, model, history, engine_name, (float(high), float(low)))
 
 
@@ -118,6 +119,7 @@ def fit_epochs(run: Run, progress: Progress, should_stop=None) -> int | None:
         if finite(row):  # a non-finite epoch is recorded in the history but never checkpointed
             checkpoint.save(run.run_dir, run.model, epoch, run.history, run.run_id)  # the checkpoint first,
         artifacts.write_csv(run.run_dir / "history.csv", run.history, artifacts.HISTORY_COLUMNS)  # then its history
+        tensorboard.append_epoch(run.run_dir, row, config.learning_rate)  # then its events
         if not finite(row):
             return epoch
         signal_number = should_stop() if should_stop else None
@@ -148,6 +150,7 @@ def train(
     if diverged_at is None:
         metrics |= test_metrics(run.model, run.splits.x_test, run.splits.y_test)
     runs.write_results(run.run_dir, config, run.history, metrics, None if diverged_at else run.model, started)
+    tensorboard.write_run(run.run_dir)  # with the status and test metrics
     if diverged_at is not None:
         raise TrainingFailed(
             f"training diverged: non-finite loss or accuracy at epoch {diverged_at}; "

@@ -19,7 +19,7 @@ MANY_MODELS = ("sweep", "compare")  # members are sharded over the devices: one 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from fmnist.cli import common, dataset, models, training
+    from fmnist.cli import common, dataset, models, report, training
 
     parser = argparse.ArgumentParser(
         prog="fmnist",
@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fmnist {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (training, models, dataset):
+    for module in (training, models, dataset, report):
         module.add_parsers(commands)
     for command in _leaves(parser):  # `fmnist train --debug` works too
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")

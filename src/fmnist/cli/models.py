@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from fmnist.cli import common
+from fmnist.cli import common, report
 
 PREDICT_DESCRIPTION = """Classify images with a saved model (loaded in safe mode).
 
@@ -66,6 +66,7 @@ def evaluate_command(args) -> int:
     target = Path(args.model)
     folder = target if target.is_dir() else target.parent  # the run folder
     result = evaluate_report(model, folder, dataset.x_test, dataset.y_test)
+    report.after_evaluate(folder)
     print(f"test loss {result['test_loss']:.4f} accuracy {result['test_accuracy']:.4f} ({len(dataset.y_test)} images)")
     print(format_per_class(result["per_class"]))
     print(f"files in {folder}: evaluation.json, confusion_matrix.png, mistakes.png "

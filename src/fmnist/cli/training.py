@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from fmnist.cli import common
+from fmnist.cli import common, report
 from fmnist.runtime import stop_on_signals
 
 
@@ -12,7 +12,8 @@ def add_parsers(commands) -> None:
     train = commands.add_parser("train", help="train the tutorial's model and write a run folder",
                                 epilog=common.methods_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter,
                                 description="Train the tutorial's MLP; writes config.json, history.csv, "
-                                "metrics.json, model.keras and learning_curves.png into the run folder.")
+                                "metrics.json, model.keras, learning_curves.png, TensorBoard events and report.html "
+                                "into the run folder.")
     common.train_options(train)
     train.add_argument("--output-dir", metavar="FOLDER", help="run folder (new or empty; default runs/<UTC time>-<name>)")
     train.add_argument("--name", default="tutorial", help="run name, the run folder's suffix (default %(default)s)")
@@ -26,7 +27,8 @@ def add_parsers(commands) -> None:
         "compare", help="train methods x seeds and compare them (table, curves, paired test)",
         description="Train each normalization method with several seeds at one learning rate and optimizer "
         "(a sweep with one cell per method: its members train together in one compiled program); writes "
-        "runs.csv, summary.csv, val_accuracy.png, loss.png and a run folder with the model of each member.",
+        "runs.csv, summary.csv, val_accuracy.png, loss.png, report.html, tensorboard/ (events of each member) and a run "
+        "folder with the model of each member.",
         epilog=common.methods_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     compare.add_argument("--methods", help=f"comma-separated normalization methods (default {COMPARE_DEFAULTS['methods']})")
@@ -57,6 +59,7 @@ def train_command(args) -> int:
     with stop_on_signals() as should_stop:
         result = train(config, output_dir, resume=bool(args.resume), should_stop=should_stop,
                        progress=Progress(config.epochs, quiet=args.quiet))
+    report.write_at_end(result.run_dir)
     last = result.history[-1]
     print(
         f"done: epoch {last['epoch']} val_accuracy {last['val_accuracy']:.4f}; "
@@ -89,6 +92,7 @@ def compare_command(args) -> int:
     with stop_on_signals() as should_stop:
         result = compare(methods, seeds, config, args.resume or args.output_dir, baseline,
                          resume=bool(args.resume), should_stop=should_stop)
+    report.write_at_end(result.folder)
     print()
     print(format_table(result.summary))
     print(f"\n±: half-width of the 95% Student-t interval across seeds; vs baseline: mean paired difference in "
@@ -107,8 +111,8 @@ validation accuracy, and reported on test accuracy with a paired t-test (paired 
 the baseline at its own best rate.
 
 Writes members.csv, history.csv, summary.csv, best.csv, heatmap-<optimizer>.png,
-curves-<optimizer>.png, and a run folder with the model of each method x optimizer at its best rate
-(--save-models)."""
+curves-<optimizer>.png, report.html, tensorboard/ (events of each member), and a run folder with the
+model of each method x optimizer at its best rate (--save-models)."""
 
 
 def _sweep_parser(commands) -> None:
@@ -182,6 +186,7 @@ def sweep_command(args) -> int:
         result, best = sweep(config, args.resume or args.output_dir, resume=bool(args.resume), log=log,
                              should_stop=should_stop)
     if is_main_process():
+        report.write_at_end(result.folder)
         print()
         print(format_best(best))
         print("\n±: half-width of the 95% Student-t interval across seeds; best rate: the highest mean final "

@@ -1,0 +1,266 @@
+"""``report.html``: a run, comparison or sweep folder as one page to read or send.
+
+Written from the folder's files only (history is data: config.json / study.json, the CSV tables,
+metrics.json, evaluation.json and the PNG figures), so ``fmnist report FOLDER`` writes the same page
+again at any time. The answer comes first: for a run, its test accuracy against the tutorial's; for a
+study, each method against the baseline, in words and as a table with intervals and p-values. Then
+the figures, per-class results where ``fmnist evaluate`` has run, every epoch or member, and the
+settings and library versions. One self-contained file (htmlpage.py): no script, nothing fetched.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from pathlib import Path
+
+from fmnist import __version__, artifacts, runs, stats, tensorboard
+from fmnist.errors import UsageError
+from fmnist.htmlpage import figure, integer, number, page, pairs, section, table, text
+
+REPORT = "report.html"
+# The tutorial's own numbers (the seed, DESIGN.md): epoch 10 of the standardized MLP, and its test set.
+TUTORIAL = {"settings": {"normalization": "standard", "optimizer": "sgd", "learning_rate": 0.01, "epochs": 10,
+                         "batch_size": 32},
+            "loss": 0.2455, "accuracy": 0.9110, "val_loss": 0.2982, "val_accuracy": 0.8920,
+            "test_loss": 0.2733, "test_accuracy": 0.8825}
+SIGNIFICANT = 0.05
+
+
+def write_report(folder) -> Path:
+    """Write ``folder``/report.html; UsageError when the folder is neither a run nor a study."""
+    folder = Path(folder)
+    if (folder / runs.STUDY_FILE).is_file():
+        title, lead, sections = _study(folder, artifacts.read_json(folder / runs.STUDY_FILE))
+    elif (folder / "config.json").is_file():
+        title, lead, sections = _run(folder, artifacts.read_json(folder / "config.json"))
+    else:
+        raise UsageError(f"{folder}: not a run, comparison or sweep folder (no config.json or {runs.STUDY_FILE})")
+    footer = (f"Written by fmnist {text(__version__)} from the files in <code>{text(folder)}</code>; "
+              f"<code>fmnist report {text(folder)}</code> writes it again. Training curves of every run and member: "
+              f"<code>tensorboard --logdir {text(folder)}</code>.")
+    path = folder / REPORT
+    artifacts.write_bytes(path, page(title, lead, sections, footer).encode())
+    return path
+
+
+def read_rows(path: Path) -> list[dict]:
+    """A CSV table with numbers as floats (NaN where the file says nan) and other fields as text."""
+    def value(field: str):
+        try:
+            return float(field)
+        except ValueError:
+            return field
+
+    with open(path, newline="") as handle:
+        return [{key: value(field) for key, field in row.items()} for row in csv.DictReader(handle)]
+
+
+# -- a run -------------------------------------------------------------------------------------------
+def _run(folder: Path, config: dict) -> tuple[str, str, list[str]]:
+    settings = config["settings"]
+    history = artifacts.read_history(folder / "history.csv") if (folder / "history.csv").is_file() else []
+    metrics = artifacts.read_json(folder / "metrics.json") if (folder / "metrics.json").is_file() else None
+    title = f"Run {folder.name}"
+    lead = (f"fmnist train · {text(settings['normalization'])} normalization · {text(settings['optimizer'])} at "
+            f"learning rate {settings['learning_rate']:g} · batch {settings['batch_size']} · seed {settings['seed']} · "
+            f"{len(history)} of {settings['epochs']} epochs")
+    curves = figure(folder / "learning_curves.png", "loss, accuracy, val_loss and val_accuracy per epoch",
+                    "The tutorial's plot: the four history series per epoch, y from 0 to 1.")
+    epochs = table(history, [("epoch", "epoch", integer), ("loss", "loss"), ("accuracy", "accuracy"),
+                             ("val_loss", "val_loss"), ("val_accuracy", "val_accuracy"),
+                             ("epoch_seconds", "seconds", lambda value: number(value, 2))], attributes=' id="history"')
+    return title, lead, [
+        section("answer", "The answer", _run_answer(folder, settings, history, metrics)),
+        section("curves", "Learning curves", curves),
+        section("evaluation", "Per class", _evaluation(folder)),
+        section("epochs", "Every epoch", epochs),
+        section("settings", "Settings and versions", _settings(settings, config)),
+    ]
+
+
+def _run_answer(folder: Path, settings: dict, history: list[dict], metrics: dict | None) -> str:
+    status = tensorboard.run_status(history, settings["epochs"], metrics)
+    last = history[-1] if history else {}
+    if status == "diverged":
+        return (f'<div class="answer bad"><p>Training <strong>diverged</strong> at epoch {last["epoch"]}: the loss became '
+                "non-finite, so no model was saved. A lower learning rate or a normalization usually helps.</p></div>")
+    if status in ("training", "pending"):
+        return (f'<div class="answer bad"><p><strong>Not finished</strong>: {len(history)} of {settings["epochs"]} '
+                f"epochs trained. Continue with <code>fmnist train --resume {text(folder)}</code>.</p></div>")
+    accuracy = metrics["test_accuracy"]
+    difference = (accuracy - TUTORIAL["test_accuracy"]) * 100
+    words = (f"<p>Test accuracy <strong>{accuracy:.4f}</strong> on {metrics['split_sizes']['test']:,} test images, "
+             f"against the tutorial's <strong>0.8825</strong>: {abs(difference):.2f} points "
+             f"{'higher' if difference >= 0 else 'lower'}.</p>")
+    if status == "stuck at chance":
+        words += "<p>The model is <strong>stuck at chance</strong> (ten classes: 0.10): it did not learn.</p>"
+    differs = [f"{key.replace('_', ' ')} {settings[key]} (the tutorial: {value})"
+               for key, value in TUTORIAL["settings"].items() if settings[key] != value]
+    if differs:
+        words += "<p>Settings that differ from the tutorial's: " + text("; ".join(differs)) + ".</p>"
+    rows = [{"what": f"epoch {last['epoch']} {key}" if key in last else key, "run": last.get(key, metrics.get(key)),
+             "tutorial": value} for key, value in TUTORIAL.items() if key != "settings"]
+    numbers = table(rows, [("what", "quantity"), ("run", "this run"), ("tutorial", "the tutorial (epoch 10)")],
+                    attributes=' id="versus-tutorial"')
+    return f'<div class="answer{" bad" if status != "ok" else ""}">{words}</div>{numbers}'
+
+
+def _evaluation(folder: Path, heading: str = "") -> str:
+    """Per-class scores, confusion matrix and mistakes, or how to get them."""
+    if not (folder / "evaluation.json").is_file():
+        return f"<p>Not evaluated yet: <code>fmnist evaluate {text(folder)}</code> adds per-class precision, recall " \
+               "and F1, the confusion matrix and the most confident mistakes, here and in TensorBoard.</p>"
+    result = artifacts.read_json(folder / "evaluation.json")
+    note = "" if tensorboard.evaluation_images(folder) or not (folder / "model.keras").is_file() else (
+        "<p><strong>Older than the model</strong>: this evaluation was made before the run trained on; run "
+        f"<code>fmnist evaluate {text(folder)}</code> again.</p>")
+    scores = table(result["per_class"], [("class", "class"), ("precision", "precision", lambda v: number(v, 3)),
+                                         ("recall", "recall", lambda v: number(v, 3)), ("f1", "F1", lambda v: number(v, 3)),
+                                         ("support", "test images", integer)],
+                   caption=f"Test loss {result['test_loss']:.4f}, accuracy {result['test_accuracy']:.4f}.",
+                   attributes=' class="per-class"')
+    return (heading + note + scores
+            + figure(folder / "confusion_matrix.png", "confusion matrix", "Rows: the true class; each row sums to 1.")
+            + ("<p>No test image was misclassified.</p>" if result.get("mistakes_shown") == 0 else
+               figure(folder / "mistakes.png", "the most confident mistakes",
+                     f"The most confident of the {sum(row['support'] for row in result['per_class']):,} test images "
+                     "the model got wrong: true class, predicted class and its probability.")))
+
+
+def _settings(settings: dict, recorded: dict) -> str:
+    shown = [(key, value) for key, value in settings.items() if key != "data_dir"]
+    data = recorded.get("data", {})
+    shown += [("data", data.get("source", "")), ("data verified by SHA-256", data.get("verified", ""))]
+    versions = [(key, value) for key, value in recorded.get("environment", {}).items() if value != ""]
+    return "<h3>Settings</h3>" + pairs(shown) + "<h3>Versions and machine</h3>" + pairs(versions)
+
+
+# -- a study -----------------------------------------------------------------------------------------
+def _study(folder: Path, study: dict) -> tuple[str, str, list[str]]:
+    kind, settings = study["kind"], study["settings"]
+    title = f"{'Comparison' if kind == 'compare' else 'Sweep'} {folder.name}"
+    lead = (f"fmnist {text(kind)} · {len(settings['methods'])} normalization methods × "
+            f"{len(settings['learning_rates'])} learning rate(s) × {len(settings['optimizers'])} optimizer(s) × "
+            f"{settings['seeds']} seed(s) · {settings['epochs']} epochs · batch {settings['batch_size']}")
+    members = read_rows(folder / "members.csv") if (folder / "members.csv").is_file() else []
+    best = _answer_rows(folder, study)
+    if kind == "compare":
+        figures = (figure(folder / "val_accuracy.png", "validation accuracy per epoch, each method across seeds",
+                          "Validation accuracy per epoch: mean over seeds, band from the lowest to the highest seed.")
+                   + figure(folder / "loss.png", "training and validation loss per epoch, each method across seeds",
+                            "Training and validation loss per epoch (cross-entropy)."))
+    else:
+        figures = "".join(figure(folder / f"heatmap-{name}.png", f"{name}: validation accuracy per method and rate",
+                                 f"{name}: mean final validation accuracy per method and learning rate.")
+                          + figure(folder / f"curves-{name}.png", f"{name}: curves at each method's best rate",
+                                   f"{name}: each method at its best learning rate, mean and range across seeds.")
+                          for name in settings["optimizers"])
+    cells = ""
+    if kind == "sweep" and (folder / "summary.csv").is_file():
+        summary = [row | {"val": stats.format_mean(row["val_accuracy_mean"], row["val_accuracy_ci95"]),
+                          "test": stats.format_mean(row["test_accuracy_mean"], row["test_accuracy_ci95"])}
+                   for row in read_rows(folder / "summary.csv")]
+        cells = "<details><summary>Every cell: method × optimizer × learning rate</summary>" + table(
+            summary, [("method", "method"), ("optimizer", "optimizer"), ("learning_rate", "learning rate", _rate),
+                      ("members", "members", integer), ("ok", "ok", integer), ("stuck", "stuck", integer),
+                      ("diverged", "diverged", integer), ("val", "val_accuracy (±95%)"),
+                      ("test", "test_accuracy (±95%)")], attributes=' id="cells"') + "</details>"
+    member_table = table(members, [("member", "member"), ("status", "status"), ("epochs", "epochs", integer),
+                                   ("val_accuracy", "val_accuracy"), ("best_val_accuracy", "best val_accuracy"),
+                                   ("test_accuracy", "test_accuracy"), ("seconds", "seconds", lambda v: number(v, 1)),
+                                   ("run_dir", "run folder")], attributes=' id="members"')
+    evaluated = "".join(_evaluation(folder / row["run_dir"], f"<h3>{text(row['run_dir'])}</h3>") for row in members
+                        if row.get("run_dir") and (folder / row["run_dir"] / "evaluation.json").is_file())
+    return title, lead, [
+        section("answer", "The answer", _study_answer(folder, study, best)),
+        section("curves", "Figures", figures),
+        section("members", "Every member", cells, f"<details><summary>{len(members)} members</summary>{member_table}"
+                "</details>"),
+        section("evaluation", "Per class", evaluated or "<p>No member's model has been evaluated: <code>fmnist "
+                f"evaluate {text(folder)}/RUN</code> adds per-class results for one.</p>"),
+        section("settings", "Settings and versions", _settings(settings, study)),
+    ]
+
+
+def _rate(value) -> str:
+    return "—" if value == "" else f"{float(value):g}"
+
+
+def _answer_rows(folder: Path, study: dict) -> list[dict]:
+    """best.csv (a sweep), or a comparison's summary.csv in the same shape; [] before the study ends."""
+    settings = study["settings"]
+    if study["kind"] == "sweep":
+        return read_rows(folder / "best.csv") if (folder / "best.csv").is_file() else []
+    if not (folder / "summary.csv").is_file():
+        return []
+    rows = []
+    for row in read_rows(folder / "summary.csv"):
+        found = re.search(r"n=(\d+)", str(row["paired_test"]))
+        rows.append(row | {"optimizer": settings["optimizers"][0], "learning_rate": settings["learning_rates"][0],
+                           "members": row["runs"], "failed": row["diverged_or_stuck"],
+                           "pairs": int(found.group(1)) if found else 0})
+    return rows
+
+
+def verdict(row: dict) -> tuple[str, str]:
+    """(css class, words) for one method against the baseline."""
+    if row["method"] == row["baseline"]:
+        return "", "the baseline"
+    if row["learning_rate"] == "":
+        return "worse", "diverged at every learning rate"
+    diff, p = row["test_accuracy_diff_mean"], row["p_value"]
+    if math.isnan(diff):
+        return "", "not compared: no seed finished for both"
+    points = f"{diff * 100:+.2f} points"
+    if math.isnan(p):
+        return "", f"{points}, not tested (fewer than two paired seeds, or identical)"
+    if p < SIGNIFICANT:
+        return ("better", f"better: {points} (p = {p:.2g})") if diff > 0 else ("worse", f"worse: {points} (p = {p:.2g})")
+    return "", f"no significant difference: {points} (p = {p:.2g})"
+
+
+def _study_answer(folder: Path, study: dict, best: list[dict]) -> str:
+    kind = study["kind"]
+    if not best:
+        return (f'<div class="answer bad"><p><strong>Not finished</strong>: continue with <code>fmnist {kind} '
+                f"--resume {text(folder)}</code>; the members trained so far are listed below.</p></div>")
+    sentences = []
+    for row in best:
+        css, words = verdict(row)
+        where = f" ({text(row['optimizer'])}, best rate {_rate(row['learning_rate'])})" if kind == "sweep" else ""
+        failed = (f"; {integer(row['failed'])} of {integer(row['members'])} runs stuck at chance or diverged"
+                  if row["learning_rate"] != "" and row["failed"] else "")
+        accuracy = "" if row["learning_rate"] == "" else (
+            f", test accuracy {stats.format_mean(row['test_accuracy_mean'], row['test_accuracy_ci95'])}")
+        sentences.append(f'<li><strong>{text(row["method"])}</strong>{where}: <span class="{css}">{text(words)}</span>'
+                         f"{accuracy}{failed}</li>")
+    baseline = best[0]["baseline"]
+    intro = (f"<p>Test accuracy of each method against <strong>{text(baseline)}</strong>"
+             + (" at its own best learning rate (chosen on validation accuracy)" if kind == "sweep" else "")
+             + ", mean over seeds with its 95% interval; the difference is paired by seed (same initialization and "
+             f"shuffle order) and tested with a paired t-test (significant below p = {SIGNIFICANT}).</p>")
+    columns = ([("optimizer", "optimizer")] if kind == "sweep" else []) + [
+        ("method", "method"), ("learning_rate", "best rate" if kind == "sweep" else "learning rate", _rate),
+        ("members", "runs", integer), ("failed", "failed", integer),
+        ("val", "val_accuracy (±95%)"), ("test", "test_accuracy (±95%)"),
+        ("versus", f"vs {baseline}"), ("verdict_html", "verdict", lambda value: value)]
+    shown = [row | {"val": stats.format_mean(row["val_accuracy_mean"], row["val_accuracy_ci95"]),
+                    "test": stats.format_mean(row["test_accuracy_mean"], row["test_accuracy_ci95"]),
+                    "versus": _versus(row),
+                    "verdict_html": f'<span class="words {verdict(row)[0]}">{text(verdict(row)[1])}</span>'}
+             for row in best]
+    return (f'<div class="answer">{intro}<ul>{"".join(sentences)}</ul></div>'
+            + table(shown, columns, caption="±: half-width of the 95% Student-t interval across seeds; failed: runs stuck "
+                    "at chance or diverged.", attributes=' id="answer-table"'))
+
+
+def _versus(row: dict) -> str:
+    if row["method"] == row["baseline"]:
+        return "baseline"
+    diff, p = row["test_accuracy_diff_mean"], row["p_value"]
+    if row["learning_rate"] == "" or math.isnan(diff):
+        return "—"
+    return f"{diff:+.4f}" + ("" if math.isnan(p) else f" (p={p:.3g})")
+

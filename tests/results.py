@@ -1,0 +1,147 @@
+"""A run, a comparison and a sweep made once on tiny data for the TensorBoard and report tests
+(``small_results``, session-wide: conftest.py imports it), and reading event files back with
+TensorBoard's own loader.
+
+The run and the comparison are each stopped as a killed process would be: right after the checkpoint
+of epoch 2, before that epoch's events, with a stray later epoch planted in the event file as a writer
+ahead of its checkpoint would leave it; then resumed. While resuming, the event files are read just
+before the next epoch is appended (``seen_on_resume``): they must hold the checkpointed epochs, once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+@dataclasses.dataclass
+class Results:
+    root: Path  # every folder below, for tensorboard --logdir
+    run: Path
+    compare: Path
+    sweep: Path
+    data: list[str]  # the data options
+    seen_on_resume: dict  # folder -> the epochs its event file held when the resumed process appended its first
+
+
+def read_events(folder: Path) -> list:
+    """Every event of ``folder``'s event file, in order, through TensorBoard's EventFileLoader."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    from fmnist.tensorboard import EVENTS
+
+    return list(EventFileLoader(str(folder / EVENTS)).Load())
+
+
+def scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
+    from tensorboard.util import tensor_util
+
+    found: dict[str, list] = {}
+    for event in read_events(folder):
+        for value in event.summary.value:
+            if value.metadata.plugin_data.plugin_name == "scalars" or value.tag in found:
+                found.setdefault(value.tag, []).append((event.step, tensor_util.make_ndarray(value.tensor).item()))
+    return found
+
+
+def assert_events_match_history(folder: Path, history: list[dict], learning_rate: float) -> None:
+    """Each epoch of ``history`` once, in order, with its values as TensorBoard stores scalars (float32)."""
+    from fmnist.tensorboard import epoch_values
+
+    series = scalars(folder)
+    for tag in ("loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds", "learning_rate"):
+        assert [step for step, _ in series[tag]] == [row["epoch"] for row in history], (folder, tag)
+        for (_, stored), row in zip(series[tag], history):
+            expected = np.float32(epoch_values(row, learning_rate)[tag])
+            assert stored == expected or math.isnan(expected) and math.isnan(stored), (folder, tag, row["epoch"])
+
+
+def assert_study_events_match_history(folder: Path) -> None:
+    """Every member of a study folder: its event file holds its rows of history.csv, each epoch once."""
+    from fmnist.report import read_rows
+    from fmnist.tensorboard import STUDY_RUNS
+
+    history = read_rows(folder / "history.csv")
+    for member in read_rows(folder / "members.csv"):
+        rows = [row | {"epoch": int(row["epoch"])} for row in history if row["member"] == member["member"]]
+        assert_events_match_history(folder / STUDY_RUNS / member["member"], rows, member["learning_rate"])
+
+
+def _kill_after_checkpoint(patch, name: str, epoch: int) -> None:
+    """The process dies after epoch ``epoch``'s checkpoint, before its events: ``fmnist.tensorboard.name``
+    raises KeyboardInterrupt there (the CLI answers 130, as for Ctrl-C)."""
+    from fmnist import tensorboard
+
+    real = getattr(tensorboard, name)
+
+    def dying(*args):
+        if (args[1]["epoch"] if name == "append_epoch" else args[-1]) == epoch:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    patch.setattr(tensorboard, name, dying)
+
+
+def _watch_resume(patch, name: str, seen: dict, folders) -> None:
+    """Record the epochs in each of ``folders``' event files when the resumed process first appends."""
+    from fmnist import tensorboard
+
+    real = getattr(tensorboard, name)
+
+    def watching(*args):
+        for folder in folders:
+            if folder not in seen:
+                seen[folder] = [step for step, _ in scalars(folder).get("loss", [])]
+        return real(*args)
+
+    patch.setattr(tensorboard, name, watching)
+
+
+def _plant_stray_epoch(folder: Path, epoch: int) -> None:
+    from fmnist import tensorboard
+
+    row = {"epoch": epoch, "loss": 99.0, "accuracy": 0.5, "val_loss": 99.0, "val_accuracy": 0.5, "epoch_seconds": 1.0}
+    tensorboard.append_epoch(folder, row, 0.01)
+
+
+@pytest.fixture(scope="session")
+def small_results(tmp_path_factory) -> Results:
+    from conftest import tiny_images, write_idx  # here: conftest imports this module
+    from fmnist.cli import main
+    from fmnist.tensorboard import STUDY_RUNS
+
+    data_dir = tmp_path_factory.mktemp("results-data")
+    write_idx(data_dir, "train", *tiny_images(400, seed=1))
+    write_idx(data_dir, "t10k", *tiny_images(100, seed=2))
+    data = ["--data-dir", str(data_dir), "--skip-checksum"]
+    root = tmp_path_factory.mktemp("results")
+    run, compare, sweep, seen = root / "run", root / "compare", root / "sweep", {}
+
+    with pytest.MonkeyPatch.context() as patch:
+        _kill_after_checkpoint(patch, "append_epoch", 2)
+        assert main(["train", *data, "--valid-size", "100", "--epochs", "3", "--normalization", "rescale", "--quiet",
+                     "--output-dir", str(run)]) == 130  # rescale: a model that still makes mistakes to show
+    _plant_stray_epoch(run, 3)
+    with pytest.MonkeyPatch.context() as patch:
+        _watch_resume(patch, "append_epoch", seen, [run])
+        assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    assert main(["evaluate", str(run), *data]) == 0
+
+    compare_options = ["compare", "--methods", "none,standard", "--seeds", "2", "--epochs", "3", "--valid-size", "100"]
+    with pytest.MonkeyPatch.context() as patch:
+        _kill_after_checkpoint(patch, "append_members", 2)
+        assert main([*compare_options, *data, "--output-dir", str(compare)]) == 130
+    members = sorted((compare / STUDY_RUNS).iterdir())
+    for member in members:
+        _plant_stray_epoch(member, 3)
+    with pytest.MonkeyPatch.context() as patch:
+        _watch_resume(patch, "append_members", seen, members)
+        assert main(["compare", "--resume", str(compare)]) == 0
+
+    assert main(["sweep", "--methods", "none,standard", "--learning-rates", "0.01,0.1", "--optimizers", "sgd",
+                 "--seeds", "1", "--epochs", "2", "--valid-size", "100", *data, "--output-dir", str(sweep)]) == 0
+    return Results(root, run, compare, sweep, data, seen)
