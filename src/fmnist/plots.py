@@ -32,8 +32,7 @@ def plot_learning_curves(history: list[dict], path: Path, title: str = "") -> No
     for series in HISTORY_SERIES:
         axes.plot(epochs, [row[series] for row in history], marker="o", markersize=3, label=series)
     axes.set_ylim(0, 1)
-    axes.grid(True)
-    axes.set_xlabel("epoch")
+    _epoch_axis(axes)  # whole epochs, even for a two-epoch run
     axes.legend()
     if title:
         axes.set_title(title)
