@@ -110,4 +110,4 @@ def test_an_interrupted_comparison_resumes_where_it_stopped(tmp_path, tiny_args,
     assert main(["compare", "--resume", str(out)]) == 0
     assert epochs == [1, 2]  # only the epoch that had not been trained
     assert len(_csv(out / "runs.csv")) == 4
-    assert main(["compare", "--resume", str(out), "--seeds", "3"]) == 2
+    assert main(["compare", "--resume", str(out), "--seeds", "1"]) == 2  # seeds may be added, not dropped

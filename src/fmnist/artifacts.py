@@ -28,8 +28,12 @@ def atomic_path(path: Path) -> Iterator[Path]:
             with open(temporary, "rb+") as handle:
                 os.fsync(handle.fileno())
         os.replace(temporary, path)
+    except OSError as error:  # read-only, full, vanished: one line naming the file (the old one stays whole)
+        from fmnist.safe_files import write_error
+
+        raise write_error(path, error) from None
     finally:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             temporary.unlink()
 
 
@@ -66,7 +70,9 @@ def write_json(path: Path, payload: dict) -> None:
 
 
 def read_json(path: Path) -> dict:
-    return json.loads(Path(path).read_text())
+    from fmnist.safe_files import read_json as read  # bounded; a damaged file is a DataError naming it
+
+    return read(Path(path))
 
 
 def write_csv(path: Path, rows: list[dict], columns) -> None:

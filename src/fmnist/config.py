@@ -16,6 +16,17 @@ OPTIMIZERS = {
 }
 
 
+MAX_SEED = 2**32 - 1  # NumPy's and Keras's seeds are 32-bit
+MAX_NAME_BYTES = 200
+
+
+def check_seed(seed, count: int = 1) -> None:
+    """``seed`` .. ``seed + count - 1`` must all be seeds: integers from 0 to 2**32 - 1."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED + 1 - count:
+        raise UsageError(f"--seed {seed}: must be an integer from 0 to {MAX_SEED + 1 - count}"
+                         + (f" (the {count:,} seeds are --seed, --seed+1, …)" if count > 1 else ""))
+
+
 def check_optimizer(name: str) -> str:
     if name not in OPTIMIZERS:
         raise UsageError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
@@ -45,14 +56,20 @@ class TrainConfig:
             raise UsageError(f"--learning-rate {self.learning_rate}: must be a positive finite number")
         if self.engine not in ENGINES:
             raise UsageError(f"--engine {self.engine!r}: choose from {', '.join(ENGINES)}")
-        if not self.name or "/" in self.name or self.name.startswith("."):
+        if not self.name or "/" in self.name or self.name.startswith(".") or "\0" in self.name:
             raise UsageError(f"--name {self.name!r}: must be a plain, non-empty file name part")
+        if len(self.name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
+            raise UsageError(f"--name: {len(self.name.encode('utf-8', 'surrogateescape'))} bytes; at most "
+                             f"{MAX_NAME_BYTES} (the run folder's name adds a time stamp; file names stop at 255 bytes)")
+        check_seed(self.seed)
         from fmnist import normalization
 
         normalization.get(self.normalization)  # raises UsageError listing the valid names
         check_optimizer(self.optimizer)
 
 
+MAX_SEEDS = 1000
+MAX_MEMBERS = 100_000  # a list of members, a row each in members.csv: beyond this, split the study
 METHOD_NAMES = ("none", "rescale", "minmax", "standard", "per-pixel", "per-image")  # normalization.METHODS
 SAVE_MODELS = ("none", "best", "all")
 
@@ -106,8 +123,12 @@ class SweepConfig:
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise UsageError(f"--{field.replace('_', '-')} {value}: must be an integer >= {minimum}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= 2**32 - self.seeds:
-            raise UsageError(f"--seed {self.seed}: must be an integer from 0 to {2**32 - self.seeds}")
+        if self.seeds > MAX_SEEDS:
+            raise UsageError(f"--seeds {self.seeds}: at most {MAX_SEEDS:,} (a paired t-test needs a handful)")
+        check_seed(self.seed, self.seeds)
+        if self.member_count > MAX_MEMBERS:
+            raise UsageError(f"{self.member_count:,} members (methods x learning rates x optimizers x seeds); at "
+                             f"most {MAX_MEMBERS:,} in one study")
         if self.baseline is None:
             object.__setattr__(self, "baseline", "standard" if "standard" in self.methods else self.methods[0])
         if self.baseline not in self.methods:

@@ -9,9 +9,14 @@ differ byte-wise from upstream's while the IDX bytes inside are identical.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import gzip
 import hashlib
+import io
+import math
 import os
+import stat
+import sys
 import tempfile
 import zlib
 from pathlib import Path
@@ -68,23 +73,57 @@ def keras_cache_dir() -> Path:
 
 
 def _has_all(folder: Path) -> bool:
-    return all((folder / name).is_file() for name in FILES)
+    return _problem(folder) is None
+
+
+def _problem(folder: Path) -> str | None:
+    """None when ``folder`` holds the four files as regular files; else what is wrong, naming the path."""
+    from fmnist.safe_files import kind, reason
+
+    try:
+        if not stat.S_ISDIR(os.stat(folder).st_mode):
+            return f"{folder}: data folder does not exist (not a folder)"
+    except OSError as error:
+        return f"{folder}: data folder does not exist" if error.errno == errno.ENOENT else f"{folder}: {reason(error)}"
+    for name in FILES:
+        try:
+            other = kind(os.stat(folder / name).st_mode)
+        except OSError as error:
+            if error.errno == errno.ENOENT:
+                return f"{folder / name}: missing (the folder needs {', '.join(FILES)})"
+            return f"{folder / name}: {reason(error)}"
+        if other:
+            return f"{folder / name}: not a regular file ({other})"
+    return None
+
+
+def _named(data_dir) -> Path | None:
+    named = data_dir if data_dir is not None else os.environ.get("FMNIST_DATA_DIR") or None
+    return None if named is None else Path(named)
 
 
 def find_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
     """The folder to read, by the documented search order; DataError when there is none."""
-    named = data_dir if data_dir is not None else os.environ.get("FMNIST_DATA_DIR") or None
+    return next(iter(_candidates(data_dir, quiet=True)))
+
+
+def _candidates(data_dir, quiet: bool = False):
+    """The folders to try in order: the named one (used or refused), else the Keras cache and Debian's
+    folder that hold the four files. A cache entry the user never named that cannot be used is reported
+    and skipped."""
+    named = _named(data_dir)
     if named is not None:
-        folder = Path(named)
-        if not folder.is_dir():
-            raise DataError(f"{folder}: data folder does not exist")
-        missing = [name for name in FILES if not (folder / name).is_file()]
-        if missing:
-            raise DataError(f"{folder / missing[0]}: missing (the folder needs {', '.join(FILES)})")
-        return folder
+        problem = _problem(named)
+        if problem:
+            raise DataError(problem)
+        yield named
+        return
     for folder in (keras_cache_dir(), DEBIAN_DIR):
-        if _has_all(folder):
-            return folder
+        problem = _problem(folder)
+        if problem is None:
+            yield folder
+        elif not quiet and os.path.lexists(folder):
+            print(f"fmnist: warning: skipping {problem}", file=sys.stderr)
     raise DataError(
         "Fashion-MNIST not found: install Debian's package (apt-get install dataset-fashion-mnist), "
         "run `fmnist data download`, or pass --data-dir FOLDER"
@@ -92,11 +131,16 @@ def find_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
 
 
 def decompress(path: Path) -> bytes:
+    from fmnist.safe_files import FileProblem, read_input
+
     try:
-        if path.stat().st_size == 0:
+        payload = read_input(path, MAX_DECOMPRESSED)  # a regular file, never a FIFO or a device
+        if not payload:
             raise DataError(f"{path}: empty file")
-        with gzip.open(path, "rb") as stream:
+        with gzip.GzipFile(fileobj=io.BytesIO(payload)) as stream:
             raw = stream.read(MAX_DECOMPRESSED + 1)
+    except FileProblem as problem:
+        raise DataError(f"{path}: {problem}") from None
     except (gzip.BadGzipFile, zlib.error) as error:
         raise DataError(f"{path}: not a valid gzip file ({error})") from None
     except EOFError:
@@ -129,7 +173,7 @@ def _header(path: Path, raw: bytes, magic: int, dims: int) -> list[int]:
         kind = "image" if magic == IMAGE_MAGIC else "label"
         raise DataError(f"{path}: not an IDX {kind} file (magic number {found:#010x}, expected {magic:#010x})")
     shape = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims)]
-    expected = size + int(np.prod(shape))
+    expected = size + math.prod(shape)  # Python integers: NumPy's product of three 32-bit sizes can wrap
     if len(raw) != expected:
         raise DataError(f"{path}: {len(raw)} bytes, but its header {shape} needs {expected} (truncated or padded)")
     return shape
@@ -169,12 +213,21 @@ def _read_pair(folder: Path, prefix: str, verify: bool, digests: dict) -> tuple[
 
 
 def load(data_dir: str | os.PathLike | None = None, verify: bool = True) -> Dataset:
-    """Read and check the four files; every failure is a DataError naming the file."""
-    folder = find_data_dir(data_dir)
-    digests: dict = {}
-    x_train, y_train = _read_pair(folder, "train", verify, digests)
-    x_test, y_test = _read_pair(folder, "t10k", verify, digests)
-    return Dataset(x_train, y_train, x_test, y_test, source=folder, verified=verify, digests=digests)
+    """Read and check the four files; every failure is a DataError naming the file. A folder found (not
+    named) that turns out unusable is reported and the next one tried."""
+    named = _named(data_dir) is not None
+    for folder in _candidates(data_dir):
+        digests: dict = {}
+        try:
+            x_train, y_train = _read_pair(folder, "train", verify, digests)
+            x_test, y_test = _read_pair(folder, "t10k", verify, digests)
+        except DataError as error:
+            if named:
+                raise
+            print(f"fmnist: warning: skipping {error}", file=sys.stderr)
+            continue
+        return Dataset(x_train, y_train, x_test, y_test, source=folder, verified=verify, digests=digests)
+    raise AssertionError("unreachable: _candidates raises when it runs out")
 
 
 def split(dataset: Dataset, valid_size: int = 5000) -> Splits:

@@ -30,10 +30,12 @@ class TrainingFailed(FmnistError):
 class Interrupted(FmnistError):
     """Stopped by SIGINT or SIGTERM at a safe point; the checkpoint is kept. Exits 128 + the signal."""
 
-    def __init__(self, signal_number: int, where: str, resume_command: str):
+    def __init__(self, signal_number: int, where: str, resume_command: str | None):
         import signal
 
         self.signal_number = signal_number
         self.exit_code = 128 + signal_number  # 130 for SIGINT (Ctrl-C), 143 for SIGTERM
         name = signal.Signals(signal_number).name
-        super().__init__(f"stopped by {name} {where}; checkpoint kept. Resume with: {resume_command}")
+        after = (f"checkpoint kept. Resume with: {resume_command}" if resume_command
+                 else "nothing to resume yet: run the command again")
+        super().__init__(f"stopped by {name} {where}; {after}")

@@ -7,8 +7,9 @@ Both give an object with ``predict(images, batch_size=…, verbose=0)``, which i
 
 from __future__ import annotations
 
+import errno
 import os
-import zipfile
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -44,30 +45,34 @@ def import_keras():
 
 def model_path(target: str | Path) -> Path:
     """A run folder's model.keras, or the .keras / .onnx file itself; a .keras archive is checked here."""
+    from fmnist import archives, safe_files
+
+    def missing(error: OSError, what: str) -> DataError:
+        return DataError(f"{path}: {what if error.errno == errno.ENOENT else safe_files.reason(error)}")
+
     path = Path(target)
-    if path.is_dir():
+    try:
+        info = os.stat(path)
+    except OSError as error:  # absent, unreadable folder, ...: said before anything about suffixes
+        raise missing(error, "no such model file or run folder") from None
+    if stat.S_ISDIR(info.st_mode):
         path = path / "model.keras"
     if path.suffix not in MODEL_SUFFIXES:
         raise DataError(f"{path}: not a .keras file nor an .onnx file (only Keras v3 archives and ONNX models are loaded)")
-    if not path.is_file():
-        raise DataError(f"{path}: no such model file")
+    try:
+        other = safe_files.kind(os.stat(path).st_mode)
+    except OSError as error:
+        raise missing(error, "no such model file") from None
+    if other:
+        raise DataError(f"{path}: not a regular file ({other})")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: empty file")
     if path.suffix == ".onnx":
         return path  # its content is checked by fmnist.export.check_onnx
-    if not zipfile.is_zipfile(path):
-        raise DataError(f"{path}: not a .keras archive (not a zip file; truncated or another format)")
     try:
-        with zipfile.ZipFile(path) as archive:
-            names = set(archive.namelist())
-            damaged = archive.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError) as error:
-        raise DataError(f"{path}: damaged .keras archive ({error})") from None
-    if damaged is not None:
-        raise DataError(f"{path}: damaged .keras archive ({damaged} fails its checksum)")
-    missing = [name for name in ("config.json", "model.weights.h5") if name not in names]
-    if missing:
-        raise DataError(f"{path}: not a Keras model archive (no {missing[0]} inside)")
+        archives.check_keras(path)
+    except OSError as error:
+        raise DataError(f"{path}: {safe_files.reason(error)}") from None
     return path
 
 
@@ -78,8 +83,11 @@ def load_model(target: str | Path):
     path = model_path(target)
     if path.suffix == ".onnx":
         from fmnist.export import load_onnx
+        from fmnist.model_checks import probe
 
-        return load_onnx(path)
+        model = load_onnx(path)
+        probe(model, path)
+        return model
     keras = import_keras()
     from fmnist import layers  # noqa: F401  registers PerImageStandardization for deserialization
 
@@ -92,6 +100,9 @@ def load_model(target: str | Path):
     output_shape = tuple(model.outputs[0].shape[1:]) if model.outputs else None
     if input_shape != (28, 28) or output_shape != (10,):
         raise DataError(f"{path}: model maps {input_shape} to {output_shape}; expected (28, 28) to (10,)")
+    from fmnist.model_checks import check_keras_model
+
+    check_keras_model(model, path)
     return model
 
 
@@ -149,8 +160,13 @@ def evaluate_report(model, folder: Path, images: np.ndarray, labels: np.ndarray)
     holds the numbers.
     """
     from fmnist import artifacts, plots
+    from fmnist.model_checks import probability_rows
 
     probabilities = predict_probabilities(model, images)
+    bad = int((~probability_rows(probabilities)).sum())
+    if bad:
+        raise DataError(f"{getattr(model, 'path', None) or folder}: the model's output is not a probability vector for "
+                        f"{bad:,} of {len(images):,} test images (NaN or not a softmax); no scores written")
     predicted = probabilities.argmax(axis=-1)
     result = metrics_of(probabilities, labels) | {"per_class": per_class(labels, predicted)}
     plots.plot_confusion(labels, predicted, folder / "confusion_matrix.png")

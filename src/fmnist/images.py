@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import os
+import stat
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-from fmnist import pictures
+from fmnist import limits, picture_checks, pictures, safe_files
 
-MAX_PIXELS = 40_000_000  # checked from the header, before any decoding: a decompression bomb costs nothing
+MAX_PIXELS = limits.MAX_PIXELS  # checked from the header, before any decoding: a decompression bomb costs nothing
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg")
 SIGNATURES = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG"}
 OTHER_FORMATS = {b"GIF8": "GIF", b"BM": "BMP", b"II*\x00": "TIFF", b"MM\x00*": "TIFF", b"RIFF": "WebP/RIFF"}
@@ -77,15 +79,26 @@ def read_inputs(inputs: list[str], invert: str = "auto", conversion: str = "data
     items = []
     for text in inputs:
         path = Path(text)
-        if path.is_dir():
-            files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in PICTURE_SUFFIXES)
-            if not files:
-                items.append(Item(text, 0, None, "folder holds no .png, .jpg or .jpeg files"))
-            for file in files:
-                items += _read_one(str(file), reading, len(items))
-        else:
+        if not _is_folder(path):
             items += _read_one(text, reading, len(items))
+            continue
+        try:  # a folder's pictures, and whatever else is named like one (its row says what it is)
+            files = sorted(p for p in path.iterdir() if p.suffix.lower() in PICTURE_SUFFIXES and not _is_folder(p))
+        except OSError as error:
+            items.append(Item(text, 0, None, safe_files.reason(error)))
+            continue
+        if not files:
+            items.append(Item(text, 0, None, "folder holds no .png, .jpg or .jpeg files"))
+        for file in files:
+            items += _read_one(str(file), reading, len(items))
     return items
+
+
+def _is_folder(path: Path) -> bool:
+    try:
+        return stat.S_ISDIR(os.stat(path).st_mode)
+    except (OSError, ValueError):  # unreadable or absent: read_file says which
+        return False
 
 
 def _read_one(text: str, reading: Reading, so_far: int) -> list[Item]:
@@ -93,22 +106,27 @@ def _read_one(text: str, reading: Reading, so_far: int) -> list[Item]:
         found = read_file(Path(text), dataclasses.replace(reading, previews=int(so_far < reading.previews)))
     except InputError as error:
         return [Item(text, 0, None, str(error))]
+    except ValueError as error:  # an embedded NUL byte in the name
+        return [Item(text, 0, None, f"cannot read ({error})")]
+    if not found:  # every input gets a row
+        return [Item(text, 0, None, "holds no images (0 of shape 28x28)")]
     return [dataclasses.replace(item, input=text, index=index) for index, item in enumerate(found)]
 
 
 def read_file(path: Path, reading: Reading = Reading()) -> list[Item]:
-    if not path.is_file():
-        raise InputError("no such file")
-    with open(path, "rb") as handle:
-        head = handle.read(16)
-    if not head:
+    try:
+        payload = safe_files.read_input(path)
+    except safe_files.FileProblem as problem:
+        raise InputError(str(problem)) from None
+    if not payload:
         raise InputError("empty file")
+    head = payload[:16]
     if head.startswith(b"\x93NUMPY"):
-        return [Item(str(path), 0, image) for image in _read_npy(path)]
+        return [Item(str(path), 0, image) for image in _read_npy(payload)]
     if head.startswith(b"\x1f\x8b") or head[:4] == b"\x00\x00\x08\x03":
-        return [Item(str(path), 0, image) for image in _read_idx(path)]
+        return [Item(str(path), 0, image) for image in _read_idx(path, payload)]
     kind = picture_kind(head, "PNG, JPEG, .npy or IDX", "PNG, JPEG, .npy or IDX files")
-    return [_read_picture(path, str(path), kind, reading)]
+    return [_read_picture(payload, str(path), kind, reading)]
 
 
 def read_bytes(payload: bytes, name: str, reading: Reading = Reading(), max_pixels: int = MAX_PIXELS) -> Item:
@@ -119,7 +137,7 @@ def read_bytes(payload: bytes, name: str, reading: Reading = Reading(), max_pixe
     if not payload:
         raise InputError("empty file")
     kind = picture_kind(payload[:16], "PNG or JPEG", "a PNG or JPEG picture")
-    return _read_picture(io.BytesIO(payload), name, kind, reading, max_pixels)
+    return _read_picture(payload, name, kind, reading, max_pixels)
 
 
 def picture_kind(head: bytes, accepted: str, wanted: str) -> str:
@@ -148,57 +166,105 @@ def check_pixels(array: np.ndarray, what: str) -> np.ndarray:
         raise InputError(f"{what} holds NaN or infinite values")
     if array.min() < 0 or array.max() > 255:
         raise InputError(f"{what} values span {array.min()}..{array.max()}; expected 0..255 (raw pixels)")
+    if array.dtype.kind == "f" and 0 < array.max() <= 1:
+        # x / 255, what the tutorial's users hold: rounded, it would be a black image, predicted confidently
+        raise InputError(f"{what} values span {array.min():g}..{array.max():g}: scaled pixels (x / 255?); give raw "
+                         "0..255 pixels (multiply by 255): the model normalizes them itself")
     return np.rint(array).astype(np.uint8)
 
 
-def _read_npy(path: Path) -> np.ndarray:
+def _read_npy(payload: bytes) -> np.ndarray:
     try:
-        array = np.load(path, allow_pickle=False)
-    except ValueError as error:
-        if "allow_pickle" in str(error):
-            raise InputError(".npy holds Python objects; refused (arrays are loaded with allow_pickle=False)") from None
-        raise InputError(f"not a readable .npy array ({error})") from None
-    except (OSError, EOFError) as error:
-        raise InputError(f"not a readable .npy array ({error})") from None
+        array = safe_files.parse_npy(payload)
+    except safe_files.FileProblem as problem:
+        raise InputError(str(problem)) from None
     return check_pixels(array, ".npy")
 
 
-def _read_idx(path: Path) -> np.ndarray:
+def _read_idx(path: Path, payload: bytes) -> np.ndarray:
     from fmnist import data
     from fmnist.errors import DataError
 
     try:
-        raw = path.read_bytes()
-        if raw[:2] == b"\x1f\x8b":
-            raw = data.decompress(path)
+        raw = safe_files.gunzip(payload) if payload[:2] == b"\x1f\x8b" else payload
         return data.parse_images(path, raw).copy()
+    except safe_files.FileProblem as problem:
+        raise InputError(str(problem)) from None
     except DataError as error:
         raise InputError(str(error).removeprefix(f"{path}: ")) from None
 
 
-def _read_picture(source, name: str, kind: str, reading: Reading, max_pixels: int = MAX_PIXELS) -> Item:
-    """``source``: a path or a binary file object holding a ``kind`` picture."""
-    from PIL import Image, ImageOps
+# Pillow's ways of saying a file is damaged; the others (struct.error, IndexError, ...) come from its
+# metadata parsers (EXIF, ICC) on damaged files.
+DAMAGED = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError, ZeroDivisionError,
+           OverflowError, RecursionError)
+
+
+def _read_picture(payload: bytes, name: str, kind: str, reading: Reading, max_pixels: int = MAX_PIXELS) -> Item:
+    """``payload``: the bytes of a ``kind`` picture."""
+    import struct
+
+    from PIL import Image
 
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(record=True) as noted:  # Pillow's metadata complaints go to the row
+            warnings.simplefilter("always")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(source, formats=[kind]) as image:
-                width, height = image.size
-                if width * height > max_pixels:
-                    raise TooLarge(f"image is {width}x{height} pixels; more than the limit of {max_pixels:,}")
-                image.load()
-                upright = ImageOps.exif_transpose(image)
-        converted = pictures.convert(upright, reading.conversion, reading.invert, reading.options)
+            upright = _decode(payload, kind, max_pixels)
+            converted = pictures.convert(upright, reading.conversion, reading.invert, reading.options)
     except InputError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise TooLarge(f"refused as a decompression bomb ({error})") from None
-    except (OSError, SyntaxError, ValueError) as error:  # Pillow's ways of saying a file is damaged
-        raise InputError(f"damaged {kind} file ({error})") from None
+    except MemoryError:
+        raise TooLarge("refused: decoding it needs more memory than there is") from None
+    except (*DAMAGED, struct.error) as error:
+        raise InputError(f"damaged {kind} file ({str(error).splitlines()[0] if str(error) else type(error).__name__})") from None
     preview = None
     if reading.previews:
         thumbnail = pictures.colour(upright)
         thumbnail.thumbnail((PREVIEW_SIZE, PREVIEW_SIZE), Image.Resampling.BOX)
         preview = np.asarray(thumbnail)
-    return Item(name, 0, converted.image, None, "; ".join(converted.warnings) or None, preview)
+    metadata = sorted({str(warning.message).split(".")[0] for warning in noted if "PIL" in warning.filename})
+    notes = converted.warnings + [f"damaged metadata ignored ({text})" for text in metadata]
+    return Item(name, 0, converted.image, None, "; ".join(notes) or None, preview)
+
+
+def _decode(payload: bytes, kind: str, max_pixels: int):
+    """The whole picture, upright, at most ``limits.WORKING_SIDE`` on its longest side; ``TooLarge`` or
+    ``InputError`` when its header claims too much or its data hold less than the header promises."""
+    from PIL import Image, ImageOps
+
+    with Image.open(io.BytesIO(payload), formats=[kind]) as image:
+        width, height = image.size
+        if width * height > max_pixels:
+            raise TooLarge(f"image is {width}x{height} pixels; more than the limit of {max_pixels:,}")
+        problem = picture_checks.png_problem(payload) if kind == "PNG" else None
+        if problem:
+            raise InputError(f"damaged PNG file ({problem})")
+        scale = limits.WORKING_SIDE / max(width, height, 1)
+        draft = (max(1, int(width * scale)), max(1, int(height * scale))) if scale < 1 else None
+        if kind == "JPEG" and draft:
+            image.draft(image.mode, draft)  # libjpeg decodes at 1/2, 1/4 or 1/8 scale: never the full size
+        image.load()
+        if kind == "JPEG" and not _same_jpeg(image, payload, draft):
+            raise InputError("damaged JPEG file (its scan data end early: the picture is incomplete)")
+        return ImageOps.exif_transpose(picture_checks.reduced(image))
+
+
+def _same_jpeg(image, payload: bytes, draft) -> bool:
+    """Whether the JPEG decodes to the same pixels with bytes inserted after each entropy-coded segment
+    (picture_checks): it does exactly when no segment ended before its last block."""
+    from PIL import Image
+
+    padded = picture_checks.jpeg_padded(payload)
+    if padded is None:
+        return False
+    try:
+        with Image.open(io.BytesIO(padded), formats=["JPEG"]) as again:
+            if draft:
+                again.draft(image.mode, draft)
+            again.load()
+            return again.size == image.size and np.array_equal(np.asarray(again), np.asarray(image))
+    except DAMAGED:
+        return False

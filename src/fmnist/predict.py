@@ -12,6 +12,8 @@ import numpy as np
 
 from fmnist import CLASS_NAMES, artifacts
 from fmnist.images import Item
+from fmnist.model_checks import probability_rows
+from fmnist.text import printable
 
 FORMATS = ("table", "json", "csv")
 FIELDS = ("input", "index", "label", "class_name", "probability", "top3", "error", "warning")
@@ -38,8 +40,10 @@ def results(items: list[Item], probabilities) -> list[dict]:
     for item in items:
         result = {"input": item.input, "index": item.index, "label": None, "class_name": None,
                   "probability": None, "top3": None, "error": item.error, "warning": item.warning}
-        if item.error is None:
-            row = next(rows)
+        row = next(rows) if item.error is None else None
+        if row is not None and not probability_rows(np.asarray(row)[None])[0]:
+            result["error"] = f"the model's output is not a probability vector ({_short(row)})"
+        elif row is not None:
             top = np.argsort(row)[::-1][:3]
             result.update(
                 label=int(top[0]), class_name=CLASS_NAMES[top[0]], probability=float(row[top[0]]),
@@ -47,6 +51,10 @@ def results(items: list[Item], probabilities) -> list[dict]:
             )
         answers.append(result)
     return answers
+
+
+def _short(row) -> str:
+    return ", ".join(f"{value:.3g}" for value in np.asarray(row, dtype=np.float64)[:3]) + ", …"
 
 
 def _top3_text(result: dict) -> str:
@@ -61,23 +69,28 @@ def render(results: list[dict], form: str) -> str:
         writer = csv.DictWriter(buffer, fieldnames=FIELDS, lineterminator="\n")
         writer.writeheader()
         for result in results:
-            writer.writerow(result | {"top3": _top3_text(result) if result["top3"] else ""})
+            writer.writerow({key: printable(value) if isinstance(value, str) else value for key, value in result.items()}
+                            | {"top3": _top3_text(result) if result["top3"] else ""})
         return buffer.getvalue().rstrip("\n")
-    names = [r["input"] + (f"[{r['index']}]" if r["index"] or _multi(results, r["input"]) else "") for r in results]
+    multi = _multi(results)
+    names = [printable(r["input"]) + (f"[{r['index']}]" if r["index"] or r["input"] in multi else "") for r in results]
     width = max([len("input")] + [len(name) for name in names])
     lines = [f"{'input':<{width}}  {'class':<11}  {'prob':>5}  top 3"]
     for name, result in zip(names, results):
         if result["error"]:
-            lines.append(f"{name:<{width}}  error: {result['error']}")
+            lines.append(f"{name:<{width}}  error: {printable(result['error'])}")
         else:
             line = f"{name:<{width}}  {result['class_name']:<11}  {result['probability']:>5.3f}  {_top3_text(result)}"
-            lines.append(line + (f"  (warning: {result['warning']})" if result["warning"] else ""))
+            lines.append(line + (f"  (warning: {printable(result['warning'])})" if result["warning"] else ""))
     return "\n".join(lines)
 
 
-def _multi(results: list[dict], name: str) -> bool:
-    """Whether ``name`` is a multi-image file (.npy or IDX), whose rows need their index."""
-    return len({r["index"] for r in results if r["input"] == name}) > 1
+def _multi(results: list[dict]) -> set[str]:
+    """The multi-image files (.npy or IDX), whose rows need their index (one pass: 85,000 rows are allowed)."""
+    indices: dict[str, set] = {}
+    for result in results:
+        indices.setdefault(result["input"], set()).add(result["index"])
+    return {name for name, seen in indices.items() if len(seen) > 1}
 
 
 def _row_names(items: list[Item]) -> list[str]:

@@ -26,7 +26,7 @@ import numpy as np
 
 from fmnist import artifacts, plots
 from fmnist.config import TrainConfig
-from fmnist.errors import UsageError
+from fmnist.errors import DataError, UsageError
 
 # Settings that change the numbers a run produces; resuming refuses to change them.
 RESULT_SETTINGS = ("seed", "batch_size", "normalization", "learning_rate", "optimizer", "engine", "valid_size", "verify")
@@ -34,22 +34,30 @@ RESULT_SETTINGS = ("seed", "batch_size", "normalization", "learning_rate", "opti
 
 def new_folder(output_dir: str | os.PathLike | None, name: str, runs_root: str | os.PathLike = "runs") -> Path:
     """``output_dir`` if given (it must be new or empty), else a new runs/<UTC time>-<name>/."""
+    from fmnist.safe_files import write_error
+
     if output_dir is not None:
         folder = Path(output_dir)
-        if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
-            raise UsageError(f"--output-dir {folder}: exists and is not an empty folder; choose another")
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+                raise UsageError(f"--output-dir {folder}: exists and is not an empty folder; choose another")
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:  # read-only, no such parent, /proc, a name too long, ...
+            raise write_error(f"--output-dir {folder}", error) from None
         return folder
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     root = Path(runs_root)
-    root.mkdir(parents=True, exist_ok=True)
-    for attempt in range(1000):
-        folder = root / (f"{stamp}-{name}" + (f"-{attempt}" if attempt else ""))
-        try:
-            folder.mkdir()
-            return folder
-        except FileExistsError:
-            continue
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        for attempt in range(1000):
+            folder = root / (f"{stamp}-{name}" + (f"-{attempt}" if attempt else ""))
+            try:
+                folder.mkdir()
+                return folder
+            except FileExistsError:
+                continue
+    except OSError as error:
+        raise write_error(root, error) from None
     raise UsageError(f"{root}: cannot create a new folder")
 
 
@@ -105,9 +113,12 @@ def create_run(config: TrainConfig, output_dir, runs_root, dataset, stats: dict,
 
 def read_config(run_dir: str | os.PathLike, option: str = "--resume") -> dict:
     path = Path(run_dir) / "config.json"
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise UsageError(f"{option} {run_dir}: not a run folder (no config.json)")
-    return artifacts.read_json(path)
+    recorded = artifacts.read_json(path)
+    if not isinstance(recorded.get("settings"), dict) or not isinstance(recorded.get("data", {}), dict):
+        raise DataError(f"{path}: damaged run configuration (no settings)")
+    return recorded
 
 
 def resume_config(run_dir: str | os.PathLike, given: dict) -> TrainConfig:
@@ -131,16 +142,35 @@ def resume_config(run_dir: str | os.PathLike, given: dict) -> TrainConfig:
 
 
 def reopen_run(run_dir: Path, config: TrainConfig, dataset) -> str:
-    """Check that ``dataset`` is the run's data, record a raised --epochs; returns the run id."""
+    """Check that ``dataset`` is the run's data; returns the run id. Nothing is written: the checkpoint is
+    checked first (``record_epochs`` then records a raised --epochs)."""
     recorded = read_config(run_dir)
     if recorded["data"].get("digests") != dataset.digests:
         raise UsageError(f"--resume {run_dir}: the data in {dataset.source} differ from the run's "
-                         f"({recorded['data']['source']}); resuming refuses other data")
+                         f"({recorded['data'].get('source')}); resuming refuses other data")
     artifacts.remove_temporaries(run_dir)  # left by a process killed while writing
-    if recorded["settings"]["epochs"] != config.epochs:
+    return recorded.get("run_id", "")
+
+
+def record_epochs(run_dir: Path, config: TrainConfig) -> None:
+    """config.json records a raised --epochs (once the checkpoint has been accepted)."""
+    recorded = read_config(run_dir)
+    if recorded["settings"].get("epochs") != config.epochs:
         recorded["settings"]["epochs"] = config.epochs
         artifacts.write_json(run_dir / "config.json", recorded)
-    return recorded.get("run_id", "")
+
+
+def binding(run_dir: Path) -> str:
+    """What a checkpoint must have been written under: the digest of config.json's run id, the settings
+    that change the result and the data. A checkpoint of another run, or of this run's config.json edited
+    since, does not match."""
+    import hashlib
+    import json
+
+    recorded = read_config(run_dir)
+    settings = {key: recorded["settings"].get(key) for key in RESULT_SETTINGS}
+    text = json.dumps([recorded.get("run_id", ""), settings, recorded["data"].get("digests")], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def write_results(run_dir: Path, config: TrainConfig, history: list[dict], metrics: dict, model=None,
@@ -173,8 +203,9 @@ def create_study(config, output_dir, kind: str, runs_root, dataset, programs: li
         raise UsageError("--output-dir: name the study folder when several processes share a study")
     if is_main_process():
         folder = new_folder(output_dir, kind, runs_root)
+        # study_id: progress files, states and kept run folders carry it, so another study's are refused
         artifacts.write_json(folder / STUDY_FILE, {
-            "kind": kind, "settings": dataclasses.asdict(config), "programs": programs,
+            "kind": kind, "study_id": uuid.uuid4().hex, "settings": dataclasses.asdict(config), "programs": programs,
             "data": data_record(dataset), "environment": environment(), "command": sys.argv,
         })
     barrier("study folder created")
@@ -187,6 +218,9 @@ def read_study(folder, kind: str | None = None) -> dict:
     if not path.is_file():
         raise UsageError(f"--resume {folder}: not a study folder (no {STUDY_FILE})")
     recorded = artifacts.read_json(path)
+    if recorded.get("kind") not in KIND_COMMANDS or not isinstance(recorded.get("settings"), dict) \
+            or not isinstance(recorded.get("programs"), list) or not isinstance(recorded.get("data"), dict):
+        raise DataError(f"{path}: damaged study file (no kind, settings, programs or data)")
     if kind and recorded["kind"] != kind:
         raise UsageError(f"--resume {folder}: a {recorded['kind']} folder; resume it with "
                          f"{KIND_COMMANDS[recorded['kind']]} --resume")
@@ -209,12 +243,48 @@ def reopen_study(folder, kind: str, dataset) -> dict:
     return recorded
 
 
+def record_study(folder: Path, recorded: dict, config, programs: list[dict]) -> None:
+    """study.json with ``config``'s settings and ``programs`` (a resumed study given more seeds)."""
+    from fmnist.runtime import barrier, is_main_process
+
+    if is_main_process():
+        artifacts.write_json(Path(folder) / STUDY_FILE, recorded | {"settings": dataclasses.asdict(config),
+                                                                    "programs": programs})
+    barrier("study recorded")
+
+
+def _member_record(run_dir: Path) -> dict | None:
+    """The ``study_member`` record of a run folder's config.json; None when it has none (or no config)."""
+    if not os.path.lexists(run_dir / "config.json"):
+        return None
+    try:
+        return read_config(run_dir).get("study_member")
+    except (DataError, UsageError):
+        return None
+
+
+def kept_member(run_dir: Path, study_id: str) -> bool:
+    """Whether ``run_dir`` is this study's finished run folder of the member it is named after. A folder
+    there that is not this study's (another run put where a member's folder belongs) is refused, never
+    adopted nor deleted."""
+    if not os.path.lexists(run_dir):
+        return False
+    record = _member_record(run_dir)
+    ours = isinstance(record, dict) and record.get("study_id", "") == study_id \
+        and read_config(run_dir)["settings"].get("name") == run_dir.name
+    leftovers = {path.name for path in run_dir.iterdir()} if run_dir.is_dir() else {"?"}
+    if not ours and {name for name in leftovers if ".tmp-" not in name}:  # only an empty folder is ours to redo
+        raise DataError(f"{run_dir}: holds a run that is not this study's member {run_dir.name} (config.json "
+                        f"records {record!r}); move it away and resume again")
+    return ours and (run_dir / "metrics.json").is_file()
+
+
 def member_run(folder: Path, config: TrainConfig, dataset, stats: dict, history: list[dict], metrics: dict,
                model, member: dict) -> None:
     """The run folder of a study member whose model is kept: the files of ``fmnist train``'s folder but
     the checkpoint, so ``evaluate`` and ``predict`` take it like any run."""
     run_dir = folder / config.name
-    if run_dir.exists():  # left half-written by an interrupted study: ours to redo
+    if os.path.lexists(run_dir):  # left half-written by this study when interrupted (kept_member checked it)
         import shutil
 
         shutil.rmtree(run_dir)

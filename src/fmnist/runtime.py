@@ -25,24 +25,66 @@ def use_compilation_cache() -> None:
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 
+PROCESS_ENTRY = False  # True when fmnist.cli.main is the process's entry point (not a call from Python)
+
+
+class Stop:
+    """What the work polls: the first signal's number once SIGINT or SIGTERM arrived, else None.
+
+    ``resume`` is the command that continues the work, set (``tell_resume``) once its folder exists."""
+
+    def __init__(self):
+        self.received: list[int] = []
+        self.resume: str | None = None
+
+    def __call__(self) -> int | None:
+        return self.received[0] if self.received else None
+
+
+def tell_resume(should_stop, command: str) -> None:
+    if isinstance(should_stop, Stop):
+        should_stop.resume = command
+
+
 @contextlib.contextmanager
 def stop_on_signals():
-    """SIGINT/SIGTERM ask training to stop at the next safe point; a second one stops at once."""
-    received = []
+    """SIGINT/SIGTERM ask the work to stop at its next safe point; a second one stops it at once.
+
+    Python runs a signal handler only between bytecodes, so two signals that arrive while one compiled
+    program runs (a whole epoch of the fused engine, off a terminal) would reach the handler as one. The
+    C-level handler also writes a byte per signal to the wakeup file descriptor, so the handler counts
+    those bytes instead: the second signal is never lost, but it acts only when that program returns.
+    """
+    from fmnist.errors import Interrupted
+
+    stop = Stop()
+    reader, writer = os.pipe()
+    for descriptor in (reader, writer):
+        os.set_blocking(descriptor, False)
 
     def handler(number, frame):
-        if received:
-            raise KeyboardInterrupt
-        received.append(number)
-        print(f"\nfmnist: {signal.Signals(number).name} received; stopping after this epoch "
-              "(send it again to stop at once; the last checkpoint stays)", file=sys.stderr)
+        try:
+            arrived = list(os.read(reader, 1024))
+        except BlockingIOError:
+            arrived = []
+        stop.received += arrived or [number]
+        if len(stop.received) > 1:
+            raise Interrupted(stop.received[-1], "at once by a second signal", stop.resume)
+        print(f"\nfmnist: {signal.Signals(number).name} received; stopping after this epoch (send it again to stop "
+              "at once, as soon as the compiled step running now returns; the last checkpoint stays)", file=sys.stderr)
 
+    previous_fd = signal.set_wakeup_fd(writer, warn_on_full_buffer=False)
     previous = {number: signal.signal(number, handler) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield lambda: received[0] if received else None
+        yield stop
     finally:
         for number, old in previous.items():
-            signal.signal(number, old)
+            # A process that is stopping for a signal has nothing left to stop: a second signal during its
+            # exit (printing, JAX's teardown) must not end it with a traceback or another status.
+            signal.signal(number, signal.SIG_IGN if stop.received and PROCESS_ENTRY else old)
+        signal.set_wakeup_fd(previous_fd)
+        os.close(reader)
+        os.close(writer)
 
 
 def use_cpu_devices() -> None:

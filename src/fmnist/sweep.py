@@ -23,7 +23,8 @@ from fmnist import artifacts, checkpoint, data, normalization, runs, tables, ten
 from fmnist.config import SweepConfig
 from fmnist.errors import Interrupted
 from fmnist.progress import Progress
-from fmnist.runtime import any_process
+from fmnist.runtime import any_process, tell_resume
+from fmnist.study_resume import resumed_programs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,11 +111,17 @@ def run_study(config: SweepConfig, output_dir=None, *, kind: str = "sweep", resu
     members = members_of(config, kind)
     if resume:
         folder = Path(output_dir)
-        programs = runs.reopen_study(folder, kind, dataset)["programs"]
+        recorded = runs.reopen_study(folder, kind, dataset)
+        programs = resumed_programs(recorded, config, kind, members)
+        for member in members:  # now, not after training: a foreign run where a member's folder belongs
+            runs.kept_member(folder / member.name, recorded.get("study_id", ""))
+        if programs != recorded["programs"]:
+            runs.record_study(folder, recorded, config, programs)
         artifacts.remove_temporaries(folder)
     else:
         programs = plan_programs(config, members)
         folder = runs.create_study(config, output_dir, kind, runs_root, dataset, programs)
+    tell_resume(should_stop, f"{runs.KIND_COMMANDS[kind]} --resume {folder}")  # for a second signal's message
     stats = {method: normalization.get(method).fit(splits.x_train) for method in config.methods}
     devices = jax.devices()
     log(f"{kind}: {len(members)} members ({describe_grid(config)}), {config.epochs} epochs, "
@@ -274,12 +281,13 @@ def _save_models(folder, config, members, programs, state, stats, dataset) -> No
     from fmnist.runtime import barrier
 
     rows = state.rows()
+    study_id = runs.read_study(folder).get("study_id", "")
     kept = set(_kept(config, members, rows))
     state.run_dirs = {index: members[index].name for index in kept}
     splits = data.split(dataset, config.valid_size)
     for program in programs:
         positions = [position for position, index in enumerate(program["members"]) if index in kept
-                     and not (folder / members[index].name / "metrics.json").exists()]
+                     and not runs.kept_member(folder / members[index].name, study_id)]
         if not positions:
             continue
         saved = checkpoint.read_program_state(folder, program["name"], config.epochs, positions,
@@ -303,7 +311,8 @@ def _save_models(folder, config, members, programs, state, stats, dataset) -> No
                     for number, variable in enumerate(variables):
                         variable.assign(arrays[f"{prefix}_{number}"])
             runs.member_run(folder, run_config, dataset, stats[member.method], state.histories[member.index], metrics,
-                            model, {"study": str(folder), "index": member.index, "program": program["name"]})
+                            model, {"study": str(folder), "study_id": study_id, "index": member.index,
+                                    "program": program["name"]})
     barrier("models saved")
     checkpoint.remove_program_states(folder, jax.process_index())
 

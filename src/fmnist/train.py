@@ -15,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from fmnist import artifacts, checkpoint, data, engines, normalization, runs, tensorboard
+from fmnist import artifacts, checkpoint, data, engines, normalization, runs, tables, tensorboard
 from fmnist.config import TrainConfig
 from fmnist.errors import Interrupted, TrainingFailed, UsageError
 from fmnist.progress import Progress
+from fmnist.runtime import tell_resume
 
 
 @dataclasses.dataclass
@@ -64,7 +65,8 @@ def finite(row: dict) -> bool:
 
 
 def setup_run(config: TrainConfig, output_dir: str | os.PathLike | None = None, *, resume: bool = False,
-              runs_root: str | os.PathLike = "runs", log=print, dataset: data.Dataset | None = None) -> Run:
+              runs_root: str | os.PathLike = "runs", log=print, dataset: data.Dataset | None = None,
+              should_stop=None) -> Run:
     """Everything before the first epoch; ``resume`` reopens the run in ``output_dir`` at its checkpoint."""
     import keras
 
@@ -87,8 +89,10 @@ def setup_run(config: TrainConfig, output_dir: str | os.PathLike | None = None, 
         saved = checkpoint.load(run_dir, run_id)
         if saved and saved.epoch > config.epochs:
             raise UsageError(f"--epochs {config.epochs}: the run in {run_dir} has already trained {saved.epoch} epochs")
+        runs.record_epochs(run_dir, config)  # only now: a refused checkpoint leaves the folder as it was
     else:
         run_dir, run_id = runs.create_run(config, output_dir, runs_root, dataset, stats, engine_name)
+    tell_resume(should_stop, f"fmnist train --resume {run_dir}")  # the folder exists: a second signal says so
 
     keras.utils.set_random_seed(config.seed)  # initialization comes from the run's seed
     model = build_model(config.normalization, stats, config.learning_rate, config.optimizer)
@@ -144,11 +148,13 @@ def train(
     from fmnist.evaluation import test_metrics
 
     started = time.perf_counter()
-    run = setup_run(config, output_dir, resume=resume, runs_root=runs_root, log=log, dataset=dataset)
+    run = setup_run(config, output_dir, resume=resume, runs_root=runs_root, log=log, dataset=dataset,
+                    should_stop=should_stop)
     diverged_at = fit_epochs(run, progress or Progress(config.epochs), should_stop)
     metrics = {"diverged": diverged_at is not None, "split_sizes": run.splits.sizes()}
     if diverged_at is None:
         metrics |= test_metrics(run.model, run.splits.x_test, run.splits.y_test)
+    metrics["status"] = tables.status_of(run.history, config.epochs, tested=True)[0]  # the words compare uses
     runs.write_results(run.run_dir, config, run.history, metrics, None if diverged_at else run.model, started)
     tensorboard.write_run(run.run_dir)  # with the status and test metrics
     if diverged_at is not None:

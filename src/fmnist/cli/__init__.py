@@ -45,21 +45,50 @@ def _leaves(parser: argparse.ArgumentParser):
 
 
 def main(argv: list[str] | None = None) -> int:
-    # The backend and JAX's settings are chosen before anything imports Keras.
-    os.environ.setdefault("KERAS_BACKEND", "jax")
-    use_compilation_cache()
-    args = build_parser().parse_args(argv)
-    if args.command in MANY_MODELS:
-        use_cpu_devices()
-    from fmnist.errors import FmnistError
+    if argv is None:  # the `fmnist` command itself, not a call from Python (tests)
+        import fmnist.runtime
 
+        fmnist.runtime.PROCESS_ENTRY = True
     try:
+        return _main(argv)
+    except BrokenPipeError:
+        # `fmnist predict … | head -1`: the reader has gone. Exit quietly as Unix tools do (128 + SIGPIPE),
+        # and point stdout at /dev/null so that the interpreter's final flush does not complain again.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 141
+
+
+def _main(argv: list[str] | None) -> int:
+    from fmnist.errors import FmnistError
+    from fmnist.text import printable
+
+    args = None
+    try:
+        # The backend and JAX's settings are chosen before anything imports Keras.
+        os.environ.setdefault("KERAS_BACKEND", "jax")
+        use_compilation_cache()
+        args = build_parser().parse_args(argv)
+        if args.command in MANY_MODELS:
+            use_cpu_devices()
         return args.handler(args)
     except FmnistError as error:
-        if args.debug:
+        if getattr(args, "debug", False):
             raise
-        print(f"fmnist: error: {error}", file=sys.stderr)
+        print(f"fmnist: error: {printable(str(error))}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
         print("fmnist: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        raise
+    except OSError as error:  # a file the library did not expect to fail (a full disk, a vanished folder)
+        if getattr(args, "debug", False):
+            raise
+        from fmnist.safe_files import FULL
+
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"fmnist: error: {printable(where + (error.strerror or str(error)).lower())}", file=sys.stderr)
+        return 1 if error.errno in FULL else 2

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-EPILOG = ("exit codes: 0 success, 1 the work failed (e.g. training diverged), 2 bad usage or unusable data, "
-          "130/143 stopped by Ctrl-C/SIGTERM (resumable)")
+def exit_codes(failed: str = "the work failed") -> str:
+    """The exit codes, with what 1 means for the command."""
+    import textwrap
+
+    return textwrap.fill(f"exit codes: 0 success, 1 {failed}, 2 bad usage or unusable data, 130/143 stopped by "
+                         "Ctrl-C/SIGTERM (resumable), 141 the output pipe was closed (e.g. | head)", 100)
+
+
+EPILOG = exit_codes()
 
 
 def data_options(parser: argparse.ArgumentParser) -> None:
@@ -67,7 +74,7 @@ def methods_epilog() -> str:
 
     width = max(map(len, METHODS))
     lines = [f"  {name:{width}}  {method.summary}" for name, method in METHODS.items()]
-    return "normalization methods:\n" + "\n".join(lines) + "\n\n" + EPILOG
+    return "normalization methods:\n" + "\n".join(lines) + "\n\n" + exit_codes("training failed (diverged)")
 
 
 def split(text: str, option: str, convert=str) -> tuple:

@@ -8,16 +8,27 @@ from fmnist.cli import common
 
 
 def add_parsers(commands) -> None:
-    data = commands.add_parser("data", help="inspect or fetch the dataset")
+    data = commands.add_parser("data", help="inspect or fetch the dataset", epilog=common.EPILOG,
+                               description="Inspect the Fashion-MNIST files fmnist uses, or fetch them.")
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
-    show = data_commands.add_parser("show", help="save a PNG grid of sample images per class", epilog=common.EPILOG)
+    show = data_commands.add_parser("show", help="save a PNG grid of sample images per class", epilog=common.EPILOG,
+                                    description="Draw the first --per-class images of each class of a split as one "
+                                    "PNG grid (a row per class), to see what the data look like.")
     show.add_argument("--output", default="fashion-mnist-samples.png", help="PNG to write (default %(default)s)")
     show.add_argument("--per-class", type=int, default=8, help="images per class (default %(default)s)")
     show.add_argument("--split", choices=("train", "test"), default="train", help="default %(default)s")
     common.data_options(show)
-    info = data_commands.add_parser("info", help="where the data come from, counts, pixel statistics", epilog=common.EPILOG)
+    info = data_commands.add_parser("info", help="where the data come from, counts, pixel statistics", epilog=common.EPILOG,
+                                    description="Find and verify the data (the search order is under --data-dir), "
+                                    "then print the folder used, whether its content matched the Fashion-MNIST "
+                                    "release, the image counts, the pixel range, mean and std (the tutorial's "
+                                    "step 3) and the images per class.")
     common.data_options(info)
-    download = data_commands.add_parser("download", help="fetch the files from the upstream mirror into the Keras cache")
+    download = data_commands.add_parser(
+        "download", help="fetch the files from the upstream mirror into the Keras cache", epilog=common.EPILOG,
+        description="Download the four files from the mirror Keras uses, check the SHA-256 of their decompressed "
+        "content and move them into the cache ($KERAS_HOME/datasets/fashion-mnist); a failure leaves the cache as "
+        "it was. The only network access fmnist makes.")
     download.add_argument("--cache-dir", metavar="FOLDER", help="default $KERAS_HOME/datasets/fashion-mnist")
     data.set_defaults(handler=data_command)
 
@@ -32,8 +43,14 @@ def data_command(args) -> int:
         from fmnist.errors import UsageError
         from fmnist.plots import plot_samples
 
+        from fmnist.safe_files import writable
+
         if not 1 <= args.per_class <= 50:
             raise UsageError(f"--per-class {args.per_class}: must be between 1 and 50")
+        output = Path(args.output)
+        if output.suffix.lower() != ".png" or not output.parent.is_dir():
+            raise UsageError(f"--output {output}: give a .png file in an existing folder")
+        writable(output.parent, "--output")  # before the data are read
         dataset = common.load_data(args)
         images, labels = (dataset.x_train, dataset.y_train) if args.split == "train" else (dataset.x_test, dataset.y_test)
         plot_samples(images, labels, Path(args.output), args.per_class)

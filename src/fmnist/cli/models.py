@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -30,11 +31,14 @@ def add_parsers(commands) -> None:
         description="Load a model (.keras in safe mode, or .onnx through onnxruntime) and measure it on the raw "
         "test images; writes evaluation.json, confusion_matrix.png and mistakes.png beside the model.", epilog=common.EPILOG)
     evaluate.add_argument("model", metavar="RUN_DIR_OR_MODEL", help="a run folder, a .keras file or a .onnx file")
+    evaluate.add_argument("--output-dir", metavar="FOLDER",
+                          help="where to write the report (created if missing; default: beside the model)")
     common.data_options(evaluate)
     evaluate.set_defaults(handler=evaluate_command)
 
     predict = commands.add_parser(
-        "predict", help="classify your own images (PNG, JPEG, .npy, IDX)", epilog=common.EPILOG + "; exit 1 if any input failed",
+        "predict", help="classify your own images (PNG, JPEG, .npy, IDX)", epilog=common.exit_codes("an input failed "
+        "(its row says why; the others are predicted)"),
         description=PREDICT_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     predict.add_argument("model", metavar="MODEL",
                          help="a run folder, a .keras file, or a .onnx file (run by onnxruntime: no Keras, a faster start)")
@@ -60,18 +64,43 @@ def add_parsers(commands) -> None:
 
 def evaluate_command(args) -> int:
     from fmnist.evaluation import evaluate_report, format_per_class, load_model
+    from fmnist.safe_files import writable, write_error
 
     model = load_model(args.model)  # a bad model file is reported before the data are read
-    dataset = common.load_data(args)
     target = Path(args.model)
-    folder = target if target.is_dir() else target.parent  # the run folder
+    run_folder = target if target.is_dir() else target.parent
+    folder = Path(args.output_dir) if args.output_dir else run_folder
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise write_error(f"--output-dir {folder}", error) from None
+    # before any work: a read-only run folder is said now, not after the scores are computed
+    writable(folder, "--output-dir" if args.output_dir else "", "" if args.output_dir else
+             "; the report goes beside the model unless --output-dir names another folder")
+    dataset = common.load_data(args)
+    _same_data(run_folder, dataset)
     result = evaluate_report(model, folder, dataset.x_test, dataset.y_test)
     report.after_evaluate(folder)
-    print(f"test loss {result['test_loss']:.4f} accuracy {result['test_accuracy']:.4f} ({len(dataset.y_test)} images)")
+    print(f"test loss {result['test_loss']:.4f} accuracy {result['test_accuracy']:.4f} ({len(dataset.y_test)} test "
+          f"images of {dataset.source}{'' if dataset.verified else ', checksum not verified'})")
     print(format_per_class(result["per_class"]))
     print(f"files in {folder}: evaluation.json, confusion_matrix.png, mistakes.png "
           f"({result['mistakes_shown']} most confident mistakes)")
     return 0
+
+
+def _same_data(run_folder: Path, dataset) -> None:
+    """Warn when the run recorded other data than the data it is scored on."""
+    from fmnist.errors import DataError, UsageError
+    from fmnist.runs import read_config
+
+    try:
+        recorded = read_config(run_folder)["data"]
+    except (DataError, UsageError):
+        return  # a bare model file: nothing recorded to compare with
+    if recorded.get("digests") and recorded["digests"] != dataset.digests:
+        print(f"fmnist: warning: the model was trained on other data ({recorded.get('source')}) than the test set "
+              f"scored here ({dataset.source})", file=sys.stderr)
 
 
 def predict_command(args) -> int:
@@ -79,13 +108,18 @@ def predict_command(args) -> int:
     from fmnist.evaluation import load_model
     from fmnist.images import read_inputs
     from fmnist.predict import SHEET_LIMIT, draw_sheet, predict, render, save_inputs
+    from fmnist.safe_files import writable
 
     # The outputs are checked before any work, so that a typo costs nothing.
     folder, sheet = (Path(value) if value else None for value in (args.save_inputs, args.sheet))
     if folder and folder.exists() and not folder.is_dir():
         raise UsageError(f"--save-inputs {folder}: exists and is not a folder")
+    if folder and folder.is_dir():
+        writable(folder, "--save-inputs")
     if sheet and (sheet.suffix.lower() != ".png" or not sheet.parent.is_dir()):
         raise UsageError(f"--sheet {sheet}: give a .png file in an existing folder")
+    if sheet:
+        writable(sheet.parent, "--sheet")
     model = load_model(args.model)
     items = read_inputs(args.inputs, args.invert, args.conversion, previews=SHEET_LIMIT if sheet else 0)
     results = predict(model, items)
@@ -109,7 +143,7 @@ is written (exit 1)."""
 
 def _export_parser(commands) -> None:
     export = commands.add_parser("export", help="write the model as ONNX, verified with onnxruntime",
-                                 description=EXPORT_DESCRIPTION, epilog=common.EPILOG + "; exit 1 if the check fails",
+                                 description=EXPORT_DESCRIPTION, epilog=common.exit_codes("the check failed"),
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     export.add_argument("model", metavar="RUN_DIR_OR_MODEL", help="a run folder or a .keras file")
     export.add_argument("--format", choices=("onnx",), default="onnx", help="default %(default)s")
@@ -172,6 +206,8 @@ def serve_command(args) -> int:
     from fmnist.evaluation import load_model, model_path
     from fmnist.serve import ServeConfig
 
+    if not math.isfinite(args.max_body_mb):  # round() cannot take NaN or infinity
+        raise UsageError(f"--max-body-mb {args.max_body_mb}: must be a finite number of megabytes")
     try:
         config = ServeConfig(host=args.host, port=args.port, max_body_bytes=round(args.max_body_mb * 2**20),
                              max_pixels=args.max_pixels, timeout=args.timeout, access_log=args.access_log)

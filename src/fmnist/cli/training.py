@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import sys
 
 from fmnist.cli import common, report
 from fmnist.runtime import stop_on_signals
@@ -38,7 +40,8 @@ def add_parsers(commands) -> None:
     common.train_options(compare, normalization=False, engine=False)
     compare.add_argument("--output-dir", metavar="FOLDER", help="comparison folder (new or empty; default runs/<UTC time>-compare)")
     compare.add_argument("--resume", metavar="FOLDER",
-                         help="finish an interrupted comparison with its recorded settings (other options are not allowed)")
+                         help="finish an interrupted comparison with its recorded settings, or add seeds to a finished "
+                         "one (--seeds N, more than before; other options are not allowed)")
     compare.set_defaults(handler=compare_command)
     _sweep_parser(commands)
 
@@ -66,6 +69,9 @@ def train_command(args) -> int:
         f"test loss {result.metrics['test_loss']:.4f} accuracy {result.metrics['test_accuracy']:.4f}; "
         f"{result.metrics['wall_seconds']:.1f}s; files in {result.run_dir}"
     )
+    if result.metrics.get("status") == "stuck at chance":
+        print(f"fmnist: warning: stuck at chance (val_accuracy {last['val_accuracy']:.4f}; chance is 0.1): the model "
+              "did not learn. Try --normalization standard, or a smaller --learning-rate", file=sys.stderr)
     return 0
 
 
@@ -79,12 +85,18 @@ def compare_command(args) -> int:
 
     named = common.given(args) | {key: getattr(args, key) for key in COMPARE_DEFAULTS if getattr(args, key) is not None}
     if args.resume:
-        extra = [common.option(key) for key in named] + (["--output-dir"] if args.output_dir else [])
-        if extra:
-            raise UsageError(f"--resume {args.resume}: the comparison's recorded settings are used; "
-                             f"drop {', '.join(extra)}")
+        extra = [common.option(key) for key in named if key not in ("seeds", "data_dir")]
+        if extra or args.output_dir:
+            raise UsageError(f"--resume {args.resume}: the comparison's recorded settings are used (only --seeds may "
+                             f"be raised, --data-dir point elsewhere); drop {', '.join(extra or ['--output-dir'])}")
         recorded = resume_arguments(args.resume)
         methods, seeds, baseline, config = (recorded[key] for key in ("methods", "seeds", "baseline", "config"))
+        if named.get("seeds", seeds) < seeds:
+            raise UsageError(f"--seeds {named['seeds']}: the comparison in {args.resume} has {seeds} seeds; "
+                             "resuming may add seeds, not drop them")
+        seeds = named.get("seeds", seeds)
+        if "data_dir" in named:
+            config = dataclasses.replace(config, data_dir=named["data_dir"])
     else:
         options = COMPARE_DEFAULTS | named
         methods, seeds, baseline = parse_methods(options["methods"]), options["seeds"], options["baseline"]

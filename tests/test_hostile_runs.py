@@ -1,0 +1,244 @@
+"""Run folders, options and outputs (issue 10, items 2, 8-11 and the new user's friction): a checkpoint or
+config that is not the run's is refused in one line and changes nothing; options are checked before a
+folder is made; an output that cannot be written is said in one line before the work (or, for a disk that
+fills, when it does) and leaves every file whole; an unreadable data folder is reported."""
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from conftest import tiny_images, write_idx
+from fmnist import data
+from fmnist.cli import main
+from test_hostile_inputs import as_nobody
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """Tiny data and two finished one-epoch runs: A (standard, seed 0), B (none, seed 1: stuck at chance)."""
+    root = tmp_path_factory.mktemp("runs")
+    write_idx(root / "tiny", "train", *tiny_images(300, seed=1))
+    write_idx(root / "tiny", "t10k", *tiny_images(60, seed=2))
+    args = ["--data-dir", str(root / "tiny"), "--skip-checksum", "--valid-size", "60", "--epochs", "1", "--quiet"]
+    assert main(["train", *args, "--output-dir", str(root / "A")]) == 0
+    assert main(["train", *args, "--seed", "1", "--normalization", "none", "--output-dir", str(root / "B")]) == 0
+    return root, args
+
+
+def _files(folder):
+    return {path.name: path.read_bytes() for path in sorted(Path(folder).iterdir())}
+
+
+def _one_line(capsys, code, expected_code, words):
+    captured = capsys.readouterr()
+    assert code == expected_code, captured
+    assert captured.err.startswith("fmnist: error: ") and captured.err.count("\n") == 1, captured.err
+    assert words in captured.err, captured.err
+    return captured.err
+
+
+def test_a_checkpoint_or_config_that_is_not_the_runs_own_is_refused(setup, tmp_path, capsys):
+    root, _ = setup
+    run = tmp_path / "A"
+    shutil.copytree(root / "A", run)
+    shutil.copy(root / "B" / "checkpoint.npz", run)  # B: another seed, another normalization
+    before = _files(run)
+    _one_line(capsys, main(["train", "--resume", str(run), "--epochs", "6"]), 2, "checkpoint.npz: belongs to another run")
+    assert _files(run) == before  # config.json still says 1 epoch; history.csv is A's
+    # A's own checkpoint under a config.json whose seed was edited since
+    shutil.copy(root / "A" / "checkpoint.npz", run)
+    config = json.loads((run / "config.json").read_text())
+    config["settings"]["seed"] = 7
+    (run / "config.json").write_text(json.dumps(config))
+    before = _files(run)
+    _one_line(capsys, main(["train", "--resume", str(run), "--epochs", "2"]), 2, "written under other settings or data")
+    assert _files(run) == before
+
+
+def _inflating_checkpoint(run):
+    """A checkpoint.npz whose one member inflates to 300 MB of zeros (a 300 kB file)."""
+    import zipfile
+
+    with zipfile.ZipFile(run / "checkpoint.npz", "w", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("trainable_0.npy", "w", force_zip64=True) as member:
+            for _ in range(300):
+                member.write(bytes(2**20))
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda run: (run / "checkpoint.npz").write_bytes(b""), "checkpoint.npz: damaged checkpoint (No data left in file)"),
+    (_inflating_checkpoint, "checkpoint.npz: its arrays claim 314,572,800 bytes; over the limit of 268,435,456"),
+    (lambda run: (run / "checkpoint.npz").write_bytes(b"PK\x03\x04 not a zip"), "checkpoint.npz: damaged checkpoint"),
+    (lambda run: (run / "config.json").write_text("{not json"), "config.json: damaged file (not JSON: "),
+    (lambda run: (run / "config.json").write_text("[]"), "config.json: damaged file (not a JSON object)"),
+    (lambda run: (run / "config.json").write_text("{}"), "config.json: damaged run configuration (no settings)"),
+])
+def test_damaged_resume_files_are_named(setup, tmp_path, capsys, damage, words):
+    root, _ = setup
+    run = tmp_path / "A"
+    shutil.copytree(root / "A", run)
+    damage(run)
+    before = _files(run)
+    _one_line(capsys, main(["train", "--resume", str(run), "--epochs", "2"]), 2, f"{run}/{words}")
+    assert _files(run) == before
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**32), str(2**70)])
+def test_seeds_out_of_range_are_refused_before_any_folder(setup, tmp_path, capsys, seed):
+    _, args = setup
+    _one_line(capsys, main(["train", *args, "--seed", seed, "--output-dir", str(tmp_path / "run")]), 2,
+              f"--seed {seed}: must be an integer from 0 to 4294967295")
+    compare = [arg for arg in args if arg != "--quiet"]
+    _one_line(capsys, main(["compare", *compare, "--methods", "standard", "--seeds", "2", "--seed", "4294967295",
+                            "--output-dir", str(tmp_path / "cmp")]), 2, "--seed 4294967295: must be an integer from 0 to 4294967294")
+    assert sorted(tmp_path.iterdir()) == []
+
+
+@contextlib.contextmanager
+def _mounted(size: str, read_only: bool = False):
+    """A tmpfs of ``size`` (root only): a disk that fills, or a read-only one."""
+    folder = Path(tempfile.mkdtemp(prefix="fmnist-mount-"))
+    options = f"size={size}" + (",ro" if read_only else "")
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
+                                           capture_output=True).returncode:
+        folder.rmdir()
+        pytest.skip("mounting a tmpfs needs root (CAP_SYS_ADMIN)")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=False)
+        folder.rmdir()
+
+
+def test_outputs_that_cannot_be_written_are_one_line_before_the_work(setup, tmp_path, capsys):
+    root, args = setup
+    _one_line(capsys, main(["train", *args, "--output-dir", "/proc/foo"]), 2,
+              "--output-dir /proc/foo: cannot write (no such file or directory)")
+    _one_line(capsys, main(["train", *args, "--name", "n" * 300]), 2, "--name: 300 bytes; at most 200")
+    _one_line(capsys, main(["data", "show", *args[:3], "--output", "/no/such/dir/x.png"]), 2,
+              "--output /no/such/dir/x.png: give a .png file in an existing folder")
+    with _mounted("16m", read_only=True) as read_only:
+        _one_line(capsys, main(["train", *args, "--output-dir", str(read_only / "run")]), 2,
+                  f"--output-dir {read_only / 'run'}: cannot write (read-only file system)")
+        shutil.copytree(root / "A", tmp_path / "A")
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "remount,rw", "tmpfs", str(read_only)], check=True)
+        shutil.copytree(root / "A", read_only / "A")
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "remount,ro", "tmpfs", str(read_only)], check=True)
+        before = _files(read_only / "A")
+        _one_line(capsys, main(["evaluate", str(read_only / "A"), *args[:3]]), 2,
+                  f"{read_only / 'A'}: cannot write there (read-only file system); the report goes beside the model "
+                  "unless --output-dir names another folder")
+        assert _files(read_only / "A") == before
+        assert main(["evaluate", str(read_only / "A"), *args[:3], "--output-dir", str(tmp_path / "report")]) == 0
+        assert "test images of" in capsys.readouterr().out
+        assert {"evaluation.json", "confusion_matrix.png", "mistakes.png"} <= set(os.listdir(tmp_path / "report"))
+
+
+def test_a_disk_that_fills_mid_run_exits_1_and_keeps_its_files(setup, capsys):
+    _, args = setup
+    with _mounted("64k") as small:  # config.json fits; the first checkpoint (3 MB) does not
+        code = main(["train", *args, "--output-dir", str(small / "run")])
+        err = _one_line(capsys, code, 1, "cannot write (no space left on device)")
+        assert "checkpoint.npz" in err
+        # whole, and no temporary left: history.csv agrees with the (absent) checkpoint
+        assert sorted(os.listdir(small / "run")) == ["config.json", "history.csv"]
+        assert json.loads((small / "run" / "config.json").read_text())["settings"]["epochs"] == 1
+        assert (small / "run" / "history.csv").read_text() == "epoch,loss,accuracy,val_loss,val_accuracy,epoch_seconds\n"
+
+
+def test_unreadable_data_folders(setup, tmp_path, capsys, monkeypatch):
+    root, args = setup
+    closed = Path(tempfile.mkdtemp(prefix="fmnist-closed-"))
+    try:
+        shutil.copytree(root / "tiny", closed / "tiny")
+        closed.chmod(0o755)
+        (closed / "tiny").chmod(0)
+        with as_nobody():
+            code = main(["data", "info", "--data-dir", str(closed / "tiny"), "--skip-checksum"])
+        _one_line(capsys, code, 2, f"{closed / 'tiny'}/train-images-idx3-ubyte.gz: permission denied")
+        # the Keras cache, never named: reported and skipped for the next source
+        monkeypatch.delenv("FMNIST_DATA_DIR", raising=False)
+        monkeypatch.setenv("KERAS_HOME", str(closed / "keras"))
+        (closed / "keras" / "datasets").mkdir(parents=True)
+        (closed / "tiny").rename(closed / "keras" / "datasets" / "fashion-mnist")
+        (closed / "keras").chmod(0o755)
+        (closed / "keras" / "datasets").chmod(0o755)
+        shutil.copytree(root / "tiny", closed / "debian")
+        monkeypatch.setattr(data, "DEBIAN_DIR", closed / "debian")
+        with as_nobody():
+            code = main(["data", "info", "--skip-checksum"])
+        captured = capsys.readouterr()
+        assert code == 0 and f"source:             {closed / 'debian'}" in captured.out
+        assert captured.err == (f"fmnist: warning: skipping {closed}/keras/datasets/fashion-mnist/"
+                                "train-images-idx3-ubyte.gz: permission denied\n")
+    finally:
+        for folder, _, _ in os.walk(closed):
+            os.chmod(folder, 0o755)
+        shutil.rmtree(closed)
+
+
+def test_a_run_stuck_at_chance_says_so(setup, capsys):
+    root, _ = setup
+    metrics = json.loads((root / "B" / "metrics.json").read_text())
+    assert metrics["status"] == "stuck at chance" and metrics["diverged"] is False
+    assert json.loads((root / "A" / "metrics.json").read_text())["status"] == "ok"
+
+
+def test_evaluate_says_which_data_it_scores(setup, tmp_path, capsys):
+    root, args = setup
+    write_idx(tmp_path / "other", "train", *tiny_images(300, seed=8))
+    write_idx(tmp_path / "other", "t10k", *tiny_images(60, seed=9))
+    shutil.copytree(root / "A", tmp_path / "A")
+    assert main(["evaluate", str(tmp_path / "A"), "--data-dir", str(tmp_path / "other"), "--skip-checksum"]) == 0
+    captured = capsys.readouterr()
+    assert f"(60 test images of {tmp_path / 'other'}, checksum not verified)" in captured.out
+    assert captured.err == (f"fmnist: warning: the model was trained on other data ({root / 'tiny'}) than the test "
+                            f"set scored here ({tmp_path / 'other'})\n")
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["compare"], ["predict"], ["evaluate"], ["export"], ["serve"],
+                                     ["data"], ["data", "info"], ["data", "show"], ["data", "download"]])
+def test_every_help_has_a_description_and_the_exit_codes(command, capsys):
+    with pytest.raises(SystemExit):
+        main([*command, "--help"])
+    raw = capsys.readouterr().out
+    paragraphs = raw.split("\n\n")
+    assert paragraphs[0].startswith("usage: ")
+    assert not paragraphs[1].startswith(("options:", "positional arguments:")), raw  # a description comes first
+    printed = " ".join(raw.split())
+    assert "130/143 stopped by Ctrl-C/SIGTERM (resumable)" in printed and "141 the output pipe was closed" in printed
+    if command[:1] in (["predict"], ["data"], ["evaluate"]):
+        assert "diverged" not in printed
+
+
+ODD_VALUES = ["0", "-1", "1e309", "nan", "inf", "-inf", "", "1" * 80, "0x10", "1.5", "\x00", "é"]
+OPTIONS = {
+    ("train", "--data-dir", "/nonexistent"): ["--epochs", "--batch-size", "--learning-rate", "--seed", "--valid-size",
+                                              "--normalization", "--optimizer", "--engine", "--name"],
+    ("compare", "--data-dir", "/nonexistent"): ["--seeds", "--methods", "--baseline", "--learning-rate", "--seed"],
+    ("sweep", "--data-dir", "/nonexistent"): ["--learning-rates", "--methods", "--optimizers", "--seeds",
+                                              "--members-per-program", "--num-processes", "--process-id"],
+    ("serve", "/nonexistent.keras"): ["--port", "--max-body-mb", "--max-pixels", "--timeout"],
+    ("data", "show", "--data-dir", "/nonexistent"): ["--per-class", "--output"],
+}
+
+
+def test_odd_option_values_get_one_line_and_create_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a default runs/ folder would appear here
+    for command, options in OPTIONS.items():
+        for option in options:
+            for value in ODD_VALUES:
+                try:
+                    code = main([*command, option, value])
+                except SystemExit as stop:  # argparse: a value of the wrong type
+                    code = stop.code
+                err = capsys.readouterr().err
+                assert code == 2, (command, option, value, err)
+                assert err.count("\n") == 1 or err.startswith("usage: "), (command, option, value, err)
+    assert list(tmp_path.iterdir()) == []
