@@ -147,7 +147,7 @@ def test_a_disk_that_fills_mid_run_exits_1_and_keeps_its_files(setup, capsys):
         err = _one_line(capsys, code, 1, "cannot write (no space left on device)")
         assert "checkpoint.npz" in err
         # whole, and no temporary left: history.csv agrees with the (absent) checkpoint
-        assert sorted(os.listdir(small / "run")) == ["config.json", "history.csv"]
+        assert sorted(os.listdir(small / "run")) == ["config.json", "events.out.tfevents.fmnist", "history.csv"]
         assert json.loads((small / "run" / "config.json").read_text())["settings"]["epochs"] == 1
         assert (small / "run" / "history.csv").read_text() == "epoch,loss,accuracy,val_loss,val_accuracy,epoch_seconds\n"
 
@@ -199,7 +199,8 @@ def test_evaluate_says_which_data_it_scores(setup, tmp_path, capsys):
     captured = capsys.readouterr()
     assert f"(60 test images of {tmp_path / 'other'}, checksum not verified)" in captured.out
     assert captured.err == (f"fmnist: warning: the model was trained on other data ({root / 'tiny'}) than the test "
-                            f"set scored here ({tmp_path / 'other'})\n")
+                            f"set scored here ({tmp_path / 'other'})\n"
+                            f"fmnist: wrote {tmp_path / 'A' / 'report.html'}\n")  # the report now shows the evaluation
 
 
 @pytest.mark.parametrize("command", [[], ["train"], ["compare"], ["predict"], ["evaluate"], ["export"], ["serve"],

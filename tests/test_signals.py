@@ -46,7 +46,7 @@ def test_a_second_signal_is_never_merged_and_stops_at_once(tmp_path):
     with np.load(run / "checkpoint.npz") as stored:
         assert json.loads(str(stored["meta"]))["epoch"] == 1  # epoch 2 was not finished, epoch 1 is whole
     assert len((run / "history.csv").read_text().splitlines()) == 2
-    assert sorted(os.listdir(run)) == ["checkpoint.npz", "config.json", "history.csv"]
+    assert sorted(os.listdir(run)) == ["checkpoint.npz", "config.json", "events.out.tfevents.fmnist", "history.csv"]
 
 
 def test_two_ctrl_c_during_start_up_exit_130_with_the_resume_command(tmp_path, tiny_dir):
