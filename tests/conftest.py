@@ -70,3 +70,28 @@ def real_dir():
     if folder is None:
         pytest.skip("the real Fashion-MNIST is not installed (make test installs it where apt is usable)")
     return folder
+
+
+@pytest.fixture(scope="session")
+def mid_dir(tmp_path_factory):
+    """Tiny data with enough steps per epoch (3000 images, batch 8) that kills land inside epochs."""
+    folder = tmp_path_factory.mktemp("mid")
+    write_idx(folder, "train", *tiny_images(3000, seed=1))
+    write_idx(folder, "t10k", *tiny_images(200, seed=2))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def cache(tmp_path_factory):
+    """A compilation cache shared by the subprocesses, so each starts faster (results do not change)."""
+    return tmp_path_factory.mktemp("cache")
+
+
+def sample_images(count: int) -> np.ndarray:
+    """The first ``count`` real test images when the dataset is installed, else generated ones."""
+    folder = real_data_dir()
+    if folder is not None:
+        from fmnist import data
+
+        return data.load(folder).x_test[:count]
+    return tiny_images(count, seed=5)[0]

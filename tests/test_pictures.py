@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from conftest import real_data_dir, tiny_images
-from fmnist import data, normalization, pictures
+from conftest import sample_images
+from fmnist import normalization, pictures
 from fmnist.cli import main
 from fmnist.images import read_inputs
 from fmnist.model import build_model
@@ -17,10 +17,7 @@ from fmnist.model import build_model
 @pytest.fixture(scope="module")
 def images():
     """Real test images when the dataset is installed, else generated ones."""
-    folder = real_data_dir()
-    if folder is not None:
-        return data.load(folder).x_test[:40]
-    return tiny_images(40, seed=5)[0]
+    return sample_images(40)
 
 
 @pytest.fixture(scope="module")

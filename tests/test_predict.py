@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import real_data_dir, tiny_images, write_idx
-from fmnist import data, normalization
+from conftest import sample_images, write_idx
+from fmnist import normalization
 from fmnist.cli import main
 from fmnist.images import read_inputs
 from fmnist.model import build_model
@@ -18,10 +18,7 @@ from fmnist.model import build_model
 @pytest.fixture(scope="module")
 def images():
     """Real test images when the dataset is installed, else generated ones."""
-    folder = real_data_dir()
-    if folder is not None:
-        return data.load(folder).x_test[:12]
-    return tiny_images(12, seed=5)[0]
+    return sample_images(12)
 
 
 @pytest.fixture(scope="module")

@@ -19,21 +19,6 @@ from fmnist.cli import main
 from results import assert_events_match_history
 
 
-@pytest.fixture(scope="module")
-def mid_dir(tmp_path_factory):
-    """Tiny data with enough steps per epoch (3000 images, batch 8) that kills land inside epochs."""
-    folder = tmp_path_factory.mktemp("mid")
-    write_idx(folder, "train", *tiny_images(3000, seed=1))
-    write_idx(folder, "t10k", *tiny_images(200, seed=2))
-    return folder
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    """A compilation cache shared by the subprocesses, so each starts faster (results do not change)."""
-    return tmp_path_factory.mktemp("cache")
-
-
 def _command(mid_dir, *options):
     return [sys.executable, "-m", "fmnist", "train", "--data-dir", str(mid_dir), "--skip-checksum",
             "--valid-size", "200", "--batch-size", "8", "--quiet", *options]

@@ -13,7 +13,6 @@ import time
 import numpy as np
 import pytest
 
-from conftest import tiny_images, write_idx
 from results import assert_study_events_match_history
 
 pytestmark = pytest.mark.processes
@@ -21,21 +20,6 @@ pytestmark = pytest.mark.processes
 GRID = ["--methods", "none,standard,per-image", "--learning-rates", "0.01,1e20", "--optimizers", "sgd,momentum",
         "--seeds", "2"]
 TIMES = ("seconds", "epoch_seconds")  # wall times: the only columns allowed to differ
-
-
-@pytest.fixture(scope="module")
-def mid_dir(tmp_path_factory):
-    """Tiny data with enough steps per epoch (3000 images, batch 8) that kills land inside epochs."""
-    folder = tmp_path_factory.mktemp("mid")
-    write_idx(folder, "train", *tiny_images(3000, seed=1))
-    write_idx(folder, "t10k", *tiny_images(200, seed=2))
-    return folder
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    """A compilation cache shared by the subprocesses, so each starts faster (results do not change)."""
-    return tmp_path_factory.mktemp("cache")
 
 
 def _command(data_dir, *options):
