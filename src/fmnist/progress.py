@@ -52,3 +52,22 @@ class Progress:
         if not self.quiet:
             self.stream.write(format_row(row, self.epochs) + "\n")
             self.stream.flush()
+
+
+class Clock:
+    """Member-epochs done and seconds spent, for a sweep's ETA."""
+
+    def __init__(self, total: int):
+        self.total, self.done, self.seconds = total, 0, 0.0
+
+    def add(self, member_epochs: int, seconds: float) -> str:
+        self.done += member_epochs
+        self.seconds += seconds
+        left = (self.total - self.done) * self.seconds / max(self.done, 1)
+        return f"ETA {duration(left)}" if self.done < self.total else "done"
+
+
+def duration(seconds: float) -> str:
+    minutes, seconds = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"

@@ -22,7 +22,7 @@ import numpy as np
 from fmnist import artifacts, checkpoint, data, normalization, runs, tables, tensorboard
 from fmnist.config import SweepConfig
 from fmnist.errors import Interrupted
-from fmnist.progress import Progress
+from fmnist.progress import Clock, Progress
 from fmnist.runtime import any_process, tell_resume
 from fmnist.study_resume import resumed_programs
 
@@ -128,7 +128,7 @@ def run_study(config: SweepConfig, output_dir=None, *, kind: str = "sweep", resu
         f"{len(programs)} program{'s' * (len(programs) != 1)} on {len(devices)} {devices[0].platform} "
         f"device{'s' * (len(devices) != 1)}" + (f" in {jax.process_count()} processes" if jax.process_count() > 1 else ""))
     state = _Tables(folder, config, members, programs)
-    clock = _Clock(config.epochs * len(members))
+    clock = Clock(config.epochs * len(members))
     for number, program in enumerate(programs, 1):
         _train_program(program, f"[{program['name']} {number}/{len(programs)}]", config, folder, members, stats,
                        splits, state, clock, log, live, should_stop, kind)
@@ -162,25 +162,6 @@ class _Tables:
             artifacts.write_csv(self.folder / "members.csv", self.rows(), tables.MEMBER_COLUMNS)
             artifacts.write_csv(self.folder / "history.csv", tables.history_rows(self.members, self.histories),
                                 tables.HISTORY_COLUMNS)
-
-
-class _Clock:
-    """Member-epochs done and seconds spent, for the ETA."""
-
-    def __init__(self, total: int):
-        self.total, self.done, self.seconds = total, 0, 0.0
-
-    def add(self, member_epochs: int, seconds: float) -> str:
-        self.done += member_epochs
-        self.seconds += seconds
-        left = (self.total - self.done) * self.seconds / max(self.done, 1)
-        return f"ETA {_duration(left)}" if self.done < self.total else "done"
-
-
-def _duration(seconds: float) -> str:
-    minutes, seconds = divmod(int(round(seconds)), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
 
 
 def _train_program(program, label, config, folder, members, stats, splits, state, clock, log, live, should_stop,
