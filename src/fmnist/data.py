@@ -72,10 +72,6 @@ def keras_cache_dir() -> Path:
     return Path(home) / "datasets" / "fashion-mnist"
 
 
-def _has_all(folder: Path) -> bool:
-    return _problem(folder) is None
-
-
 def _problem(folder: Path) -> str | None:
     """None when ``folder`` holds the four files as regular files; else what is wrong, naming the path."""
     from fmnist.safe_files import kind, reason

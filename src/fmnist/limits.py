@@ -19,10 +19,6 @@ MAX_PIXELS = 40_000_000
 # instead of 1 GB and more. The conversion then averages it down to 28 pixels anyway; pictures up to this
 # size are converted exactly as before.
 WORKING_SIDE = 2048
-# Pillow's own limit for the text chunks of a PNG it decompresses (iTXt, zTXt, iCCP) is 1 MB each and
-# 64 MB in all; ours is lower: metadata is never used beyond the EXIF orientation.
-MAX_TEXT_CHUNK = 256 * 2**10
-
 # A .keras archive (a zip): the tutorial's model.keras is 1.1 MB; an Adam model 3.2 MB.
 MAX_MODEL_BYTES = 256 * 2**20  # the file itself, as for .onnx models
 MAX_MODEL_MEMBERS = 64  # files inside (Keras writes 3: config.json, metadata.json, model.weights.h5)

@@ -15,7 +15,6 @@ from fmnist.images import Item
 from fmnist.model_checks import probability_rows
 from fmnist.text import printable
 
-FORMATS = ("table", "json", "csv")
 FIELDS = ("input", "index", "label", "class_name", "probability", "top3", "error", "warning")
 SHEET_LIMIT = 100  # rows on one contact sheet: beyond that a sheet is too tall to look at
 SHEET_COLUMNS = 2  # pictures side by side on the sheet
@@ -118,13 +117,13 @@ def save_inputs(items: list[Item], folder: Path) -> int:
 
 
 def _writing(path: Path, write) -> None:
-    """Run ``write``; a file that cannot be written is bad usage (exit 2), said in one line."""
-    from fmnist.errors import UsageError
+    """Run ``write``; a file that cannot be written is said in one line (a full disk exits 1, else 2)."""
+    from fmnist.safe_files import write_error
 
     try:
         write()
     except OSError as error:
-        raise UsageError(f"{path}: cannot write ({error.strerror or error})") from None
+        raise write_error(path, error) from None
 
 
 def draw_sheet(items: list[Item], results: list[dict], path: Path, limit: int = SHEET_LIMIT) -> int:

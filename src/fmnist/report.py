@@ -15,7 +15,7 @@ import math
 import re
 from pathlib import Path
 
-from fmnist import __version__, artifacts, runs, stats, tensorboard
+from fmnist import __version__, artifacts, runs, stats, tables, tensorboard
 from fmnist.errors import UsageError
 from fmnist.htmlpage import figure, integer, number, page, pairs, section, table, text
 
@@ -25,7 +25,6 @@ TUTORIAL = {"settings": {"normalization": "standard", "optimizer": "sgd", "learn
                          "batch_size": 32},
             "loss": 0.2455, "accuracy": 0.9110, "val_loss": 0.2982, "val_accuracy": 0.8920,
             "test_loss": 0.2733, "test_accuracy": 0.8825}
-SIGNIFICANT = 0.05
 
 
 def write_report(folder) -> Path:
@@ -216,9 +215,8 @@ def verdict(row: dict) -> tuple[str, str]:
     points = f"{diff * 100:+.2f} points"
     if math.isnan(p):
         return "", f"{points}, not tested (fewer than two paired seeds, or identical)"
-    if p < SIGNIFICANT:
-        return ("better", f"better: {points} (p = {p:.2g})") if diff > 0 else ("worse", f"worse: {points} (p = {p:.2g})")
-    return "", f"no significant difference: {points} (p = {p:.2g})"
+    word = tables.verdict_word(diff, p)
+    return ("" if word.startswith("no ") else word), f"{word}: {points} (p = {p:.2g})"
 
 
 def _study_answer(folder: Path, study: dict, best: list[dict]) -> str:
@@ -240,7 +238,7 @@ def _study_answer(folder: Path, study: dict, best: list[dict]) -> str:
     intro = (f"<p>Test accuracy of each method against <strong>{text(baseline)}</strong>"
              + (" at its own best learning rate (chosen on validation accuracy)" if kind == "sweep" else "")
              + ", mean over seeds with its 95% interval; the difference is paired by seed (same initialization and "
-             f"shuffle order) and tested with a paired t-test (significant below p = {SIGNIFICANT}).</p>")
+             f"shuffle order) and tested with a paired t-test (significant below p = {tables.SIGNIFICANT}).</p>")
     columns = ([("optimizer", "optimizer")] if kind == "sweep" else []) + [
         ("method", "method"), ("learning_rate", "best rate" if kind == "sweep" else "learning rate", _rate),
         ("members", "runs", integer), ("failed", "failed", integer),

@@ -91,7 +91,7 @@ def use_cpu_devices() -> None:
     """One XLA CPU device per core, unless XLA_FLAGS already says how many.
 
     Members of a sweep are sharded over the devices; on the CPU, one device per core runs each core's
-    members in its own thread, which measured 1.6x faster than one device running all of them
+    members in its own thread, which measured 1.5x faster than one device running all of them
     (docs/benchmarks.md). It only adds host devices: a GPU or TPU stays the default. Must run before
     JAX is imported.
     """

@@ -150,6 +150,13 @@ def _versus(row: dict) -> str:
     return f"{diff:+.4f}" + ("" if math.isnan(p) else f" (p={p:.3g})")
 
 
+def verdict_word(diff: float, p: float) -> str:
+    """"better", "worse" (paired t-test, p below SIGNIFICANT) or "no significant difference"."""
+    if math.isnan(p) or p >= SIGNIFICANT:
+        return "no significant difference"
+    return "better" if diff > 0 else "worse"
+
+
 def answer(best: list[dict]) -> list[str]:
     """The study's answer in words: one line per optimizer."""
     lines = []
@@ -167,8 +174,7 @@ def answer(best: list[dict]) -> list[str]:
                 parts.append(f"{row['method']} diverged at every rate")
                 continue
             diff, p = row["test_accuracy_diff_mean"], row["p_value"]
-            verdict = ("no significant difference" if math.isnan(p) or p >= SIGNIFICANT
-                       else ("better" if diff > 0 else "worse"))
+            verdict = verdict_word(diff, p)
             p_text = "" if math.isnan(p) else f", p={p:.2g}"
             parts.append(f"{row['method']} {verdict} ({diff * 100:+.2f} points at lr {row['learning_rate']:g}{p_text})")
         lines.append(f"{optimizer}, each method at its own best learning rate (chosen on validation), test accuracy "

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-def exit_codes(failed: str = "the work failed") -> str:
-    """The exit codes, with what 1 means for the command."""
+def exit_codes(failed: str = "the work failed", stopped: str = "130/143 stopped by Ctrl-C/SIGTERM") -> str:
+    """The exit codes, with what 1 means for the command and what a signal ends with."""
     import textwrap
 
-    return textwrap.fill(f"exit codes: 0 success, 1 {failed}, 2 bad usage or unusable data, 130/143 stopped by "
-                         "Ctrl-C/SIGTERM (resumable), 141 the output pipe was closed (e.g. | head)", 100)
+    return textwrap.fill(f"exit codes: 0 success, 1 {failed}, 2 bad usage or unusable data, {stopped}, "
+                         "141 the output pipe was closed (e.g. | head)", 100)
 
 
 EPILOG = exit_codes()
+RESUMABLE = "130/143 stopped by Ctrl-C/SIGTERM (resumable with --resume)"
 
 
 def data_options(parser: argparse.ArgumentParser) -> None:
@@ -74,7 +75,7 @@ def methods_epilog() -> str:
 
     width = max(map(len, METHODS))
     lines = [f"  {name:{width}}  {method.summary}" for name, method in METHODS.items()]
-    return "normalization methods:\n" + "\n".join(lines) + "\n\n" + exit_codes("training failed (diverged)")
+    return "normalization methods:\n" + "\n".join(lines) + "\n\n" + exit_codes("training failed (diverged)", RESUMABLE)
 
 
 def split(text: str, option: str, convert=str) -> tuple:

@@ -167,7 +167,8 @@ def _serve_parser(commands) -> None:
 
     defaults = ServeConfig()
     serve = commands.add_parser("serve", help="serve a model over HTTP: POST /predict, a page at /",
-                                description=SERVE_DESCRIPTION, epilog=common.EPILOG,
+                                description=SERVE_DESCRIPTION,
+                                epilog=common.exit_codes(stopped="0 also when stopped by Ctrl-C/SIGTERM"),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     serve.add_argument("model", metavar="MODEL", help="a run folder, a .keras file or a .onnx file")
     serve.add_argument("--host", default=defaults.host,
