@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from fmnist.errors import DataError
+from fmnist.limits import MAX_DATASET_FILE_BYTES as MAX_DECOMPRESSED  # stops a hostile gzip inflating without bound
 
 # name -> (sha256 of the decompressed IDX file, its size in bytes), from DESIGN.md.
 PINNED = {
@@ -37,8 +38,6 @@ DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 # The mirror Keras's own fashion_mnist.load_data() uses.
 MIRROR = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
 IMAGE_MAGIC, LABEL_MAGIC = 0x00000803, 0x00000801
-# Larger than any real file; stops a hostile gzip from inflating without bound.
-MAX_DECOMPRESSED = 64 * 1024 * 1024
 
 
 @dataclasses.dataclass(frozen=True)

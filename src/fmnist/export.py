@@ -27,9 +27,9 @@ import numpy as np
 
 from fmnist import artifacts
 from fmnist.errors import DataError, FmnistError
+from fmnist.limits import MAX_MODEL_BYTES as MAX_BYTES  # the tutorial's model is 1.1 MB
 
 TOLERANCE = 1e-5  # max |p_onnx - p_keras| allowed; measured on the tutorial model: about 2e-6
-MAX_BYTES = 256 * 2**20  # the tutorial's model is 1.1 MB; a protobuf cannot exceed 2 GB anyway
 STANDARD_DOMAINS = ("", "ai.onnx")  # the ONNX operator set; no custom operator libraries are loaded
 
 

@@ -8,8 +8,9 @@ of that size is allocated or decompressed, so a small hostile file costs what a 
 # 47 MB uncompressed, a phone photo 3-15 MB. Read into memory at most this much, never more.
 MAX_FILE_BYTES = 64 * 2**20
 # The pixels an array input (.npy, IDX, gzip IDX) may decode to: 85,000 uint8 images, 10,700 float64 ones.
-# The same as data.MAX_DECOMPRESSED, the cap on each dataset file.
 MAX_ARRAY_BYTES = 64 * 2**20
+# Each of the four dataset files, compressed and decompressed (the largest, the training images, is 47 MB).
+MAX_DATASET_FILE_BYTES = 64 * 2**20
 
 # Pictures: the pixel count from the header, before decoding (a 48-megapixel phone photo is 8000x6000).
 MAX_PIXELS = 40_000_000
@@ -20,7 +21,7 @@ MAX_PIXELS = 40_000_000
 # size are converted exactly as before.
 WORKING_SIDE = 2048
 # A .keras archive (a zip): the tutorial's model.keras is 1.1 MB; an Adam model 3.2 MB.
-MAX_MODEL_BYTES = 256 * 2**20  # the file itself, as for .onnx models
+MAX_MODEL_BYTES = 256 * 2**20  # the file itself, .keras or .onnx
 MAX_MODEL_MEMBERS = 64  # files inside (Keras writes 3: config.json, metadata.json, model.weights.h5)
 MAX_MODEL_JSON_BYTES = 4 * 2**20  # config.json and metadata.json, uncompressed (the tutorial's: 6 kB)
 MAX_MODEL_WEIGHTS_BYTES = 256 * 2**20  # each other member uncompressed, and every weight array in all
