@@ -29,8 +29,8 @@ def add_parsers(commands) -> None:
         "compare", help="train methods x seeds and compare them (table, curves, paired test)",
         description="Train each normalization method with several seeds at one learning rate and optimizer "
         "(a sweep with one cell per method: its members train together in one compiled program); writes "
-        "runs.csv, summary.csv, val_accuracy.png, loss.png, report.html, tensorboard/ (events of each member) and a run "
-        "folder with the model of each member.",
+        "runs.csv, summary.csv, members.csv and history.csv (as a sweep's), val_accuracy.png, loss.png, report.html, "
+        "tensorboard/ (events of each member) and a run folder with the model of each member.",
         epilog=common.methods_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     compare.add_argument("--methods", help=f"comma-separated normalization methods (default {COMPARE_DEFAULTS['methods']})")
@@ -109,7 +109,8 @@ def compare_command(args) -> int:
     print(format_table(result.summary))
     print(f"\n±: half-width of the 95% Student-t interval across seeds; vs baseline: mean paired difference in "
           f"test accuracy against {result.summary[0]['baseline']}, paired by seed, with the paired t-test's p-value")
-    print(f"files in {result.folder}: runs.csv, summary.csv, val_accuracy.png, loss.png, one folder per run")
+    print(f"files in {result.folder}: runs.csv, summary.csv, members.csv, history.csv, val_accuracy.png, loss.png, "
+          "report.html, tensorboard/, one folder per run")
     return 0
 
 
