@@ -216,7 +216,7 @@ def verdict(row: dict) -> tuple[str, str]:
     if math.isnan(p):
         return "", f"{points}, not tested (fewer than two paired seeds, or identical)"
     word = tables.verdict_word(diff, p)
-    return ("" if word.startswith("no ") else word), f"{word}: {points} (p = {p:.2g})"
+    return (word if word in ("better", "worse") else ""), f"{word}: {points} (p = {p:.2g})"
 
 
 def _study_answer(folder: Path, study: dict, best: list[dict]) -> str:

@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="fmnist",
         description="Train Fashion-MNIST classifiers with correct input normalization "
         "(reproduces the TF2/Keras normalization tutorial).",
-        epilog=common.exit_codes(stopped="130/143 stopped by Ctrl-C/SIGTERM (train, compare and sweep resume with --resume)"),
+        epilog=common.exit_codes(stopped=f"{common.STOPPED} (train, compare and sweep resume with --resume)"),
     )
     parser.add_argument("--version", action="version", version=f"fmnist {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-def exit_codes(failed: str = "the work failed", stopped: str = "130/143 stopped by Ctrl-C/SIGTERM") -> str:
+STOPPED = "130/143 stopped by Ctrl-C/SIGTERM"
+RESUMABLE = f"{STOPPED} (resumable with --resume)"
+
+
+def exit_codes(failed: str = "the work failed", stopped: str = STOPPED) -> str:
     """The exit codes, with what 1 means for the command and what a signal ends with."""
     import textwrap
 
@@ -13,7 +17,6 @@ def exit_codes(failed: str = "the work failed", stopped: str = "130/143 stopped 
 
 
 EPILOG = exit_codes()
-RESUMABLE = "130/143 stopped by Ctrl-C/SIGTERM (resumable with --resume)"
 
 
 def data_options(parser: argparse.ArgumentParser) -> None:
