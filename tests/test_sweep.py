@@ -182,9 +182,16 @@ def test_resume_refuses_other_settings_and_other_kinds(tmp_path, tiny_args, caps
     assert "--learning-rates 0.1,0.01 differs from the sweep's learning_rates (0.1,)" in capsys.readouterr().err
     assert main(["compare", "--resume", str(out)]) == 2
     assert "a sweep folder; resume it with fmnist sweep --resume" in capsys.readouterr().err
+    # what a process killed while writing leaves, anywhere in the study: resuming clears all of it
+    stale = [out / ".members.tmp-7.csv", out / "programs" / "sgd" / ".progress.tmp-7.json",
+             out / "tensorboard" / "standard-sgd-lr0.1-seed0" / ".events.tmp-7"]
+    for path in stale:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"half")
     assert main(["sweep", "--resume", str(out), *tiny_args]) == 0  # the same settings again are fine; finished:
     # the tables are written again, nothing is trained
     assert "finished earlier: 1 members" in capsys.readouterr().out
+    assert not list(out.rglob(".*.tmp-*"))
 
 
 def _row(method, rate, seed, val, test, status="ok"):

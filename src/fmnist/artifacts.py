@@ -38,9 +38,11 @@ def atomic_path(path: Path) -> Iterator[Path]:
 
 
 def remove_temporaries(folder: Path) -> None:
-    """Delete temporary files a killed process left behind (never a published file)."""
-    for stale in Path(folder).glob(".*.tmp-*"):
-        stale.unlink(missing_ok=True)
+    """Delete temporary files a killed process left behind (never a published file), in ``folder`` and
+    every folder below it: a study writes into programs/<name>/, tensorboard/ and its members' folders."""
+    for stale in Path(folder).rglob(".*.tmp-*"):
+        if stale.is_file() or stale.is_symlink():
+            stale.unlink(missing_ok=True)
 
 
 def write_bytes(path: Path, payload: bytes) -> None:
