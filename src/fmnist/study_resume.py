@@ -1,4 +1,4 @@
-"""Resuming a study with more seeds than it was started with (``fmnist compare --resume F --seeds N``).
+"""Resuming a study with more seeds than it was started with (``fmnist compare`` or ``fmnist sweep --resume F --seeds N``).
 
 Every other setting of a resumed study is the recorded one; only ``seeds`` may grow. The members of the
 new seeds train as new programs; the recorded ones keep their progress, states and run folders.
@@ -27,7 +27,8 @@ def resumed_programs(recorded: dict, config: SweepConfig, kind: str, members: li
     settings = {key: tuple(value) if isinstance(value, list) else value for key, value in recorded["settings"].items()}
     before = SweepConfig(**settings)
     ignored = {"seeds", "data_dir"}
-    changed = [key for key, value in dataclasses.asdict(config).items() if key not in ignored and settings.get(key) != value]
+    settings = dataclasses.asdict(before)  # a setting added since the study began takes its default
+    changed = [key for key, value in dataclasses.asdict(config).items() if key not in ignored and settings[key] != value]
     if changed or config.seeds < before.seeds:
         what = changed[0] if changed else "seeds"
         raise UsageError(f"--resume: {what} {getattr(config, what)!r} differs from the study's {settings.get(what)!r}; "

@@ -153,7 +153,8 @@ def _sweep_parser(commands) -> None:
                        help="at most N members in one compiled program (default: as many as fit in half the free memory)")
     common.data_options(sweep)
     sweep.add_argument("--output-dir", metavar="FOLDER", help="sweep folder (new or empty; default runs/<UTC time>-sweep)")
-    sweep.add_argument("--resume", metavar="FOLDER", help="finish an interrupted sweep with its recorded settings")
+    sweep.add_argument("--resume", metavar="FOLDER", help="finish an interrupted sweep with its recorded settings, or add seeds to a "
+                       "finished one (--seeds N, more than before)")
     hosts = sweep.add_argument_group("several processes or hosts (jax.distributed; every process runs the same command)")
     hosts.add_argument("--coordinator-address", metavar="HOST:PORT",
                        help="process 0's address (default $JAX_COORDINATOR_ADDRESS, or Slurm/Open MPI detection)")
@@ -185,13 +186,16 @@ def sweep_command(args) -> int:
             raise common.usage("--resume names the sweep folder; --output-dir cannot be used with it")
         recorded = {key: tuple(value) if isinstance(value, list) else value
                     for key, value in read_study(args.resume, "sweep")["settings"].items()}
-        changed = [key for key, value in named.items() if key != "data_dir" and value != recorded[key]]
+        recorded = dataclasses.asdict(SweepConfig(**recorded))  # settings added since the study began: defaults
+        more_seeds = named.get("seeds", 0) > recorded["seeds"]  # seeds may be added, as compare allows
+        changed = [key for key, value in named.items()
+                   if key != "data_dir" and value != recorded[key] and not (key == "seeds" and more_seeds)]
         if changed:
             key = changed[0]
             option = "--skip-checksum" if key == "verify" else f"{common.option(key)} {getattr(args, key)}"
             raise common.usage(f"--resume {args.resume}: {option} differs from the sweep's {key} {recorded[key]!r}; "
-                         "resuming refuses changes that alter the result")
-        config = SweepConfig(**recorded | {key: named[key] for key in ("data_dir",) if key in named})
+                         "resuming refuses changes that alter the result (it may only add seeds)")
+        config = SweepConfig(**recorded | {key: named[key] for key in ("data_dir", "seeds") if key in named})
     else:
         config = SweepConfig(**named)
     log = print if is_main_process() else (lambda *_: None)

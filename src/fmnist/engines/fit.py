@@ -14,7 +14,10 @@ class KerasEngine:
     def __init__(self, model, splits, config, progress):
         import keras
 
-        self.model, self.splits, self.config, self.progress = model, splits, config, progress
+        from fmnist.model import logits_view
+
+        # fit trains the logits view (the loss from logits); its variables are the model's
+        self.model, self.splits, self.config, self.progress = logits_view(model), splits, config, progress
         steps = steps_per_epoch(len(splits.y_train), config.batch_size)
 
         class _Bar(keras.callbacks.Callback):

@@ -43,13 +43,17 @@ def zero_sums():
 
 
 class Program:
-    """``steps`` and ``evaluate`` for ``model``."""
+    """``steps`` and ``evaluate`` for ``model``, on its logits (model.logits_view): the loss is the
+    cross-entropy from logits, and the argmax of the logits is the argmax of the probabilities."""
 
     def __init__(self, model: keras.Model):
-        self.model = model
-        self.loss_fn = keras.losses.SparseCategoricalCrossentropy()
+        from fmnist.model import logits_view, loss_from_logits
+
         if not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
+        self.optimizer = model.optimizer
+        self.model = logits_view(model)  # same variables, same order: the state of ``model`` drives it
+        self.loss_fn = loss_from_logits()
 
     def _loss(self, trainable, non_trainable, x, y):
         y_pred, non_trainable = self.model.stateless_call(trainable, non_trainable, x, training=True)
@@ -63,7 +67,7 @@ class Program:
             (trainable, non_trainable, optimizer_vars), (loss_sum, correct) = carry
             xb, yb = x[indices], y[indices]
             (loss, (y_pred, non_trainable)), grads = grad_fn(trainable, non_trainable, xb, yb)
-            trainable, optimizer_vars = self.model.optimizer.stateless_apply(optimizer_vars, grads, trainable)
+            trainable, optimizer_vars = self.optimizer.stateless_apply(optimizer_vars, grads, trainable)
             # Keras fit's running metrics: loss weighted by batch size, accuracy as a count.
             loss_sum = loss_sum + loss * indices.shape[0]
             correct = correct + jnp.sum(jnp.argmax(y_pred, axis=-1) == yb)
@@ -90,7 +94,7 @@ class Program:
             xb, yb = xy
             y_pred, _ = self.model.stateless_call(trainable, non_trainable, xb, training=False)
             real = yb >= 0
-            losses = keras.losses.sparse_categorical_crossentropy(jnp.maximum(yb, 0), y_pred)
+            losses = keras.losses.sparse_categorical_crossentropy(jnp.maximum(yb, 0), y_pred, from_logits=True)
             hits = (jnp.argmax(y_pred, axis=-1) == yb) & real
             return (sums[0] + jnp.sum(jnp.where(real, losses, 0.0)), sums[1] + jnp.sum(hits)), None
 
