@@ -27,7 +27,10 @@ def test_compare_writes_table_files_and_reloadable_models(tmp_path, tiny_args, c
         (method, seed) for method in ("none", "standard") for seed in ("0", "1")]
     assert {row["status"] for row in runs if row["method"] == "none"} == {"stuck at chance"}
     summary = {row["method"]: row for row in _csv(out / "summary.csv")}
-    assert summary["none"]["paired_test"].startswith("paired t-test on test accuracy, n=2")
+    # raw pixels stay at chance at this rate: no verdict, a hint instead; standard is the baseline
+    assert (summary["none"]["verdict"], summary["none"]["why"]) == ("no rate learned", "try other rates")
+    assert "no rate learned: try other rates" in printed
+    assert (summary["standard"]["verdict"], summary["standard"]["pairs"]) == ("baseline", "0")
     assert float(summary["standard"]["test_accuracy_mean"]) > float(summary["none"]["test_accuracy_mean"])
     assert (out / "val_accuracy.png").stat().st_size > 0 and (out / "loss.png").stat().st_size > 0
     # every run's model reloads in safe mode and gives the accuracy it reported, from raw pixels
@@ -69,21 +72,28 @@ def test_usage_errors_exit_2(tmp_path, tiny_args, options, message, capsys):
 
 def test_summary_statistics():
     rows = [
-        {"method": m, "seed": s, "status": "ok", "val_accuracy": v, "test_accuracy": t}
+        {"method": m, "optimizer": "sgd", "learning_rate": 0.01, "seed": s, "status": "ok", "val_accuracy": v,
+         "test_accuracy": t}
         for m, s, v, t in [("a", 0, 0.80, 0.81), ("a", 1, 0.82, 0.83), ("a", 2, 0.84, 0.85),
                            ("b", 0, 0.70, 0.71), ("b", 1, 0.71, 0.74), ("b", 2, 0.75, 0.72)]
     ]
     summary = {row["method"]: row for row in summarize(rows, ["a", "b"], baseline="a")}
     assert summary["a"]["test_accuracy_mean"] == pytest.approx(0.83)
     assert summary["a"]["test_accuracy_std"] == pytest.approx(0.02)
-    assert summary["a"]["test_accuracy_ci95"] == pytest.approx(4.302653 * 0.02 / math.sqrt(3), rel=1e-5)
+    # the 95% interval: Student-t on the logit scale, turned back
+    logits = np.log(np.array([0.81, 0.83, 0.85]) / (1 - np.array([0.81, 0.83, 0.85])))
+    half = 4.302653 * logits.std(ddof=1) / math.sqrt(3)
+    expit = lambda z: 1 / (1 + math.exp(-z))  # noqa: E731
+    assert summary["a"]["test_accuracy_low"] == pytest.approx(expit(logits.mean() - half), rel=1e-5)
+    assert summary["a"]["test_accuracy_high"] == pytest.approx(expit(logits.mean() + half), rel=1e-5)
     diffs = np.array([0.71 - 0.81, 0.74 - 0.83, 0.72 - 0.85])
     assert summary["b"]["test_accuracy_diff_mean"] == pytest.approx(diffs.mean())
     t = diffs.mean() / (diffs.std(ddof=1) / math.sqrt(3))
     from scipy import stats
 
     assert summary["b"]["p_value"] == pytest.approx(2 * stats.t.sf(abs(t), 2))
-    assert math.isnan(summary["a"]["p_value"])
+    assert (summary["b"]["verdict"], summary["b"]["why"]) == ("worse", f"p={summary['b']['p_value']:.2g}")
+    assert math.isnan(summary["a"]["p_value"]) and summary["a"]["verdict"] == "baseline"
 
 
 def test_an_interrupted_comparison_resumes_where_it_stopped(tmp_path, tiny_args, capsys, monkeypatch):

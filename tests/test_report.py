@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fmnist import CLASS_NAMES, artifacts, plots
+from fmnist import CLASS_NAMES, artifacts, plots, tables
 from fmnist.cli import main
 from fmnist.report import read_rows, verdict
 
@@ -80,10 +80,9 @@ def test_study_reports_put_the_table_and_its_words_first(small_results):
     rows = page.tables["answer-table"]
     assert [row[0] for row in rows[1:]] == ["none", "standard"]
     none = summary["none"]
-    assert rows[1][6] == f"{none['test_accuracy_diff_mean']:+.4f}" + (
-        "" if math.isnan(none["p_value"]) else f" (p={none['p_value']:.3g})")
-    assert rows[1][7] == verdict(none | {"learning_rate": 0.01})[1] and rows[2][6:] == ["baseline", "the baseline"]
-    assert "<strong>none</strong>" in text and "2 of 2 runs stuck at chance or diverged" in text
+    assert rows[1][6:] == ["—", "no rate learned: try other rates"] == [tables.versus(none), verdict(none)[1]]
+    assert rows[2][6:] == ["baseline", "the baseline"]
+    assert "<strong>none</strong>" in text and "no rate learned: try other rates" in text
     assert len(page.tables["members"]) == 1 + 4
     assert [image["alt"] for image in page.images] == [
         "validation accuracy per epoch, each method across seeds",
@@ -101,12 +100,14 @@ def test_study_reports_put_the_table_and_its_words_first(small_results):
 
 def test_verdicts_in_words():
     row = {"method": "rescale", "baseline": "standard", "learning_rate": 0.01, "test_accuracy_diff_mean": -0.0155,
-           "p_value": 0.00438}
-    assert verdict(row) == ("worse", "worse: -1.55 points (p = 0.0044)")
-    assert verdict(row | {"p_value": 0.842, "test_accuracy_diff_mean": -0.0001})[1].startswith("no significant difference")
-    assert verdict(row | {"test_accuracy_diff_mean": 0.02, "p_value": 0.01})[0] == "better"
-    assert verdict(row | {"learning_rate": ""}) == ("worse", "diverged at every learning rate")
-    assert verdict(row | {"method": "standard"}) == ("", "the baseline")
+           "verdict": "worse", "why": "p=0.0044"}
+    assert verdict(row) == ("worse", "worse (p=0.0044)")
+    assert verdict(row | {"verdict": "better"})[0] == "better"
+    inconclusive = row | {"verdict": "inconclusive", "why": "only 2 paired seeds, 3 needed"}
+    assert verdict(inconclusive) == ("", "inconclusive: only 2 paired seeds, 3 needed")
+    assert verdict(row | {"learning_rate": "", "verdict": "no rate learned", "why": "try lower rates"}) == \
+        ("", "no rate learned: try lower rates")
+    assert verdict(row | {"method": "standard", "verdict": "baseline"}) == ("", "the baseline")
 
 
 def test_fmnist_report_writes_the_same_page_again_and_refuses_other_folders(small_results, tmp_path, capsys):
@@ -181,8 +182,14 @@ def test_the_heatmap_colours_span_the_cells_that_learned(tmp_path):
                 "diverged": 0, "members": 2}
                for method, values in {"none": (0.099, 0.1), "standard": (0.86, 0.89)}.items()
                for rate, value in zip((0.01, 0.1), values)]
-    figure = plots.plot_heatmap(summary, "sgd", ["none", "standard"], [0.01, 0.1], tmp_path / "heatmap.png")
+    summary.append({"method": "standard", "optimizer": "sgd", "learning_rate": 0.3, "val_accuracy_mean": 0.87,
+                    "diverged": 0, "members": 2})  # a rate only standard tried (a grid extension): none's is blank
+    best = [{"method": "none", "learning_rate": "", "edge": ""}, {"method": "standard", "learning_rate": 0.1, "edge": ""}]
+    figure = plots.plot_heatmap(summary, "sgd", ["none", "standard"], best, tmp_path / "heatmap.png")
     image = figure.axes[0].images[0]
     assert (image.norm.vmin, image.norm.vmax) == (0.86, 0.89)
+    assert [tick.get_text() for tick in figure.axes[0].get_xticklabels()] == ["0.3", "0.1", "0.01"]
     texts = [text.get_text() for text in figure.axes[0].texts]
-    assert texts[:2] == ["0.099\nstuck", "0.100\nstuck"] and re.search("colour", figure.axes[0].get_title())
+    assert texts[:2] == ["0.100\nstuck", "0.099\nstuck"] and re.search("boxed", figure.axes[0].get_title())
+    boxes = [patch for patch in figure.axes[0].patches if patch.get_edgecolor()[0] > 0.8]  # the best rate: red
+    assert [(box.get_x(), box.get_y(), box.get_linestyle()) for box in boxes] == [(0.5, 0.5, "-")]

@@ -38,7 +38,7 @@ def _sweep(tiny_args, out, *options):
 def test_sweep_writes_the_study_folder(tmp_path, tiny_args, capsys):
     out = tmp_path / "sweep"
     code = _sweep(tiny_args, out, "--methods", "none,standard,per-image", "--learning-rates", "0.001,1e20",
-                  "--optimizers", "sgd,adam", "--seeds", "2")
+                  "--optimizers", "sgd,adam", "--seeds", "2", "--extend-grid", "0")
     assert code == 0
     printed = capsys.readouterr().out
     assert "sweep: 24 members (3 methods x 2 learning rates x 2 optimizers x 2 seeds), 2 epochs" in printed
@@ -64,6 +64,9 @@ def test_sweep_writes_the_study_folder(tmp_path, tiny_args, capsys):
         (o, m, "0.001") for o in ("sgd", "adam") for m in ("none", "standard", "per-image")]  # 1e20 never qualifies
     assert {row["baseline"] for row in best} == {"standard"}
     assert {row["pairs"] for row in best if row["method"] != "standard"} == {"2"}
+    # 0.001 is the lowest rate tried, and --extend-grid 0 adds none: flagged, and no verdict
+    assert {row["edge"] for row in best} == {"lowest"} and {row["verdict"] for row in best} == {"baseline", "not judged"}
+    assert "not judged: none's best rate is the lowest tried; extend the grid" in printed
     for name in ("heatmap-sgd.png", "curves-sgd.png", "heatmap-adam.png", "curves-adam.png"):
         assert (out / name).stat().st_size > 0
     # --save-models best: one model per method x optimizer, at its best rate, first seed; it reloads in
@@ -98,6 +101,40 @@ def test_programs_in_pieces_give_the_same_members(tmp_path, tiny_args, capsys):
     columns = ("seconds", "program", "epoch_seconds")
     for name in ("members.csv", "history.csv"):
         assert _without(_csv(tmp_path / "whole" / name), *columns) == _without(_csv(tmp_path / "pieces" / name), *columns)
+
+
+def test_a_best_rate_on_the_edge_extends_the_grid_and_resume_keeps_it(tmp_path, tiny_args, capsys):
+    out = tmp_path / "sweep"
+    # on the tiny data raw pixels with Adam learn best at the lowest of these rates; 1e20 diverges
+    assert _sweep(tiny_args, out, "--methods", "none,standard", "--learning-rates", "1e20,0.03,0.001",
+                  "--optimizers", "adam", "--seeds", "1", "--extend-grid", "1", "--save-models", "none") == 0
+    printed = capsys.readouterr().out
+    assert "sweep: best rate on the edge of the rates tried, adding none adam lr 0.0003" in printed
+    extra = [tuple(cell) for cell in json.loads((out / "study.json").read_text())["settings"]["extra_rates"]]
+    assert ("adam", "none", 0.0003) in extra and all(rate == 0.0003 for _, _, rate in extra)  # one half-decade, once
+    members = _csv(out / "members.csv")
+    assert {(row["method"], row["learning_rate"]) for row in members[6:]} == {(m, "0.0003") for _, m, _ in extra}
+    assert all(row["status"] in ("ok", "stuck at chance") for row in members[6:])
+    best = {row["method"]: row for row in _csv(out / "best.csv")}
+    for row in best.values():  # still on the edge after the one extension allowed: flagged, not judged
+        if row["learning_rate"] == "0.0003":
+            assert row["edge"] == "lowest" and row["verdict"] in ("baseline", "not judged")
+    # resuming the finished study trains nothing and adds nothing: the same tables
+    before = {name: (out / name).read_text() for name in ("members.csv", "summary.csv", "best.csv")}
+    assert main(["sweep", "--resume", str(out)]) == 0
+    assert "adding" not in capsys.readouterr().out
+    assert {name: (out / name).read_text() for name in before} == before
+
+
+def test_a_method_that_learns_at_no_rate_gets_a_hint_not_a_verdict(tmp_path, tiny_args, capsys):
+    out = tmp_path / "sweep"
+    assert _sweep(tiny_args, out, "--methods", "none,standard", "--learning-rates", "1e21,1e20", "--optimizers", "sgd",
+                  "--seeds", "1", "--baseline", "none", "--save-models", "none") == 0
+    best = _csv(out / "best.csv")
+    assert [(row["method"], row["learning_rate"], row["verdict"], row["why"]) for row in best] == [
+        ("none", "", "no rate learned", "try lower rates"), ("standard", "", "no rate learned", "try lower rates")]
+    assert "answer: sgd: the baseline none learned at no rate (try lower rates); nothing to compare against" in \
+        capsys.readouterr().out
 
 
 def _members_engine(splits, members, optimizer, live=False):
@@ -153,6 +190,38 @@ def test_live_chunks_give_the_same_members(tiny_dir):
         np.testing.assert_array_equal(a, b)
 
 
+def test_diverged_members_leave_the_program_and_nothing_else_changes(tiny_dir):
+    """Retiring a diverged member (its rows leave the compiled program) changes no other member's numbers:
+    every epoch's metrics and every saved state equal those of a program that keeps computing it."""
+    splits = data.split(data.load(tiny_dir, verify=False), 100)
+    members = [Member("standard", 0.05, 0), Member("none", 1e3, 1), Member("none", 1e3, 2), Member("rescale", 0.05, 3),
+               Member("per-image", 0.05, 4)]  # two diverge in epoch 1: the program goes from 6 rows to 4
+    runs = {}
+    for retire in (False, True):
+        stats = {method: normalization.get(method).fit(splits.x_train) for method in {m.method for m in members}}
+        engine = MembersEngine("sgd", members, stats, splits, 32, Progress(1, stream=io.StringIO(), live=False),
+                               retire=retire)
+        epochs = [engine.train_epoch(epoch) for epoch in (1, 2, 3)]
+        runs[retire] = epochs, engine.test_metrics(), engine.local_state(), engine.alive.copy(), len(engine.layout)
+    (kept_epochs, kept_test, kept_state, kept_alive, kept_rows), (epochs, test, state, alive, rows) = runs[False], runs[True]
+    assert list(alive) == list(kept_alive) == [True, False, False, True, True]
+    assert (kept_rows, rows) == (6, 4)
+    living = np.flatnonzero(alive)
+    for ours, theirs in zip(epochs, kept_epochs):
+        for key in ours:
+            np.testing.assert_array_equal(ours[key][living], theirs[key][living])
+    for key in test:
+        np.testing.assert_array_equal(test[key][living], kept_test[key][living])
+    for key in state:  # the diverged members keep their last finite state in both
+        np.testing.assert_array_equal(state[key], kept_state[key])
+    restored = MembersEngine("sgd", members, stats, splits, 32, Progress(1, stream=io.StringIO(), live=False))
+    restored.load_state({m: {key: values[m] for key, values in state.items()} for m in range(len(members))}, alive)
+    assert len(restored.layout) == 4
+    resumed, uninterrupted = restored.train_epoch(4), engine.train_epoch(4)
+    for key in resumed:
+        np.testing.assert_array_equal(resumed[key], uninterrupted[key])
+
+
 @pytest.mark.parametrize("options, message", [
     (["--learning-rates", "0.1,fast"], "--learning-rates '0.1,fast': 'fast' is not a number"),
     (["--learning-rates", "0.1,-1"], "--learning-rates: -1.0 is not a positive finite number"),
@@ -176,8 +245,8 @@ def test_resume_refuses_other_settings_and_other_kinds(tmp_path, tiny_args, caps
     out = tmp_path / "sweep"
     assert _sweep(tiny_args, out, "--methods", "standard", "--learning-rates", "0.1", "--optimizers", "sgd",
                   "--seeds", "1", "--save-models", "none") == 0
-    assert main(["sweep", "--resume", str(out), "--seeds", "3"]) == 2
-    assert "--seeds 3 differs from the sweep's seeds 1; resuming refuses changes" in capsys.readouterr().err
+    assert main(["sweep", "--resume", str(out), "--seed", "5"]) == 2
+    assert "--seed 5 differs from the sweep's seed 0; resuming refuses changes" in capsys.readouterr().err
     assert main(["sweep", "--resume", str(out), "--learning-rates", "0.1,0.01"]) == 2
     assert "--learning-rates 0.1,0.01 differs from the sweep's learning_rates (0.1,)" in capsys.readouterr().err
     assert main(["compare", "--resume", str(out)]) == 2
@@ -192,6 +261,11 @@ def test_resume_refuses_other_settings_and_other_kinds(tmp_path, tiny_args, caps
     # the tables are written again, nothing is trained
     assert "finished earlier: 1 members" in capsys.readouterr().out
     assert not list(out.rglob(".*.tmp-*"))
+    # it may add seeds, as compare does: the new seed's members train, the finished ones are kept
+    assert main(["sweep", "--resume", str(out), "--seeds", "2"]) == 0
+    assert "finished earlier: 1 members" in capsys.readouterr().out
+    assert [(row["seed"], row["status"]) for row in _csv(out / "members.csv")] == [("0", "ok"), ("1", "ok")]
+    assert json.loads((out / "study.json").read_text())["settings"]["seeds"] == 2
 
 
 def _row(method, rate, seed, val, test, status="ok"):
@@ -218,9 +292,21 @@ def test_best_rate_is_chosen_on_validation_and_tested_on_test_paired_by_seed():
 
     assert best["rescale"]["p_value"] == pytest.approx(stats.ttest_rel(0.80 + np.arange(3) / 100 + diffs,
                                                                         0.80 + np.arange(3) / 100).pvalue)
+    # both best rates sit on the edge of the rates their method tried: no verdict
+    assert (best["rescale"]["edge"], best["standard"]["edge"]) == ("lowest", "highest")
     (line,) = tables.answer(list(best.values()))
-    assert line.startswith("sgd, each method at its own best learning rate (chosen on validation), test accuracy "
-                           "against standard (0.8100 at lr 0.1): rescale no significant difference (-1.00 points at lr 0.3")
+    assert line == ("sgd, each method at its own best learning rate (chosen on validation), test accuracy against "
+                    "standard (0.8100 at lr 0.1*): rescale not judged (-1.00 points at lr 0.3; rescale's best rate is the "
+                    "lowest tried; extend the grid)")
+    # inside the rates tried, the same seeds are judged: three pairs, but seeds that could only have found
+    # a difference of 3 points: inconclusive, not "no significant difference"
+    rows += [_row("standard", 0.3, s, 0.5, 0.5) for s in range(3)] + [_row("rescale", 0.1, s, 0.5, 0.5) for s in range(3)]
+    best = {row["method"]: row for row in tables.best_rows(rows, tables.summary_rows(rows), ["standard", "rescale"],
+                                                           ["sgd"], "standard")}
+    assert (best["rescale"]["edge"], best["standard"]["edge"]) == ("", "")
+    assert best["rescale"]["verdict"] == "inconclusive"
+    assert best["rescale"]["why"] == f"the seeds could only have detected a difference of " \
+        f"{100 * (stats.t.ppf(0.975, 2) + stats.t.ppf(0.8, 2)) * diffs.std(ddof=1) / np.sqrt(3):.2f} points or more"
 
 
 def test_programs_are_cut_to_what_memory_allows(monkeypatch):

@@ -10,10 +10,9 @@ as such; the comparison goes on.
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 
-from fmnist import artifacts, normalization, plots, runs, stats
+from fmnist import artifacts, normalization, plots, runs, tables
 from fmnist.config import SweepConfig, TrainConfig
 from fmnist.errors import UsageError
 from fmnist.runtime import is_main_process
@@ -21,9 +20,7 @@ from fmnist.sweep import run_study
 
 RUN_COLUMNS = ("method", "seed", "status", "diverged", "val_accuracy", "val_loss", "best_val_accuracy",
                "best_epoch", "test_accuracy", "seconds", "run_dir")
-SUMMARY_COLUMNS = ("method", "runs", "val_accuracy_mean", "val_accuracy_std", "val_accuracy_ci95",
-                   "test_accuracy_mean", "test_accuracy_std", "test_accuracy_ci95", "diverged_or_stuck",
-                   "baseline", "paired_test", "test_accuracy_diff_mean", "p_value")
+SUMMARY_COLUMNS = tables.BEST_COLUMNS  # a comparison is a sweep of one rate: the same table, the same verdicts
 
 
 def parse_methods(text: str) -> list[str]:
@@ -38,45 +35,14 @@ def parse_methods(text: str) -> list[str]:
 
 
 def summarize(rows: list[dict], methods: list[str], baseline: str) -> list[dict]:
-    """Per method: mean ± std and 95% interval; a paired t-test on test accuracy against the baseline."""
-    def by_seed(method, key):
-        return {row["seed"]: float(row[key]) for row in rows if row["method"] == method}
-
-    reference = by_seed(baseline, "test_accuracy")
-    summary = []
-    for method in methods:
-        mine = [row for row in rows if row["method"] == method]
-        val = stats.interval([row["val_accuracy"] for row in mine])
-        test = stats.interval([row["test_accuracy"] for row in mine])
-        entry = {
-            "method": method, "runs": len(mine),
-            "val_accuracy_mean": val[0], "val_accuracy_std": val[1], "val_accuracy_ci95": val[2],
-            "test_accuracy_mean": test[0], "test_accuracy_std": test[1], "test_accuracy_ci95": test[2],
-            "diverged_or_stuck": sum(row["status"] != "ok" for row in mine),
-            "baseline": baseline, "paired_test": "", "test_accuracy_diff_mean": math.nan, "p_value": math.nan,
-        }
-        if method != baseline:
-            # Paired by seed: same seed, same initialization and shuffle order.
-            pairs, entry["test_accuracy_diff_mean"], entry["p_value"] = stats.paired(by_seed(method, "test_accuracy"),
-                                                                                     reference)
-            entry["paired_test"] = f"paired t-test on test accuracy, n={pairs}"
-        summary.append(entry)
-    return summary
+    """Per method (``rows``: members.csv rows of one rate and optimizer): mean with a 95% interval, and
+    the paired comparison with the baseline and its verdict, as a sweep's best.csv has them."""
+    optimizers = list(dict.fromkeys(row["optimizer"] for row in rows))
+    return tables.best_rows(rows, tables.summary_rows(rows), methods, optimizers, baseline)
 
 
 def format_table(summary: list[dict]) -> str:
-    header = f"{'method':<10} {'runs':>4}  {'val_accuracy (±95%)':<21} {'test_accuracy (±95%)':<21} {'failed':>6}  vs baseline"
-    lines = [header, "-" * len(header)]
-    for row in summary:
-        versus = "baseline"
-        if row["paired_test"]:
-            diff, p = row["test_accuracy_diff_mean"], row["p_value"]
-            versus = "—" if math.isnan(diff) else f"{diff:+.4f}" + ("" if math.isnan(p) else f" (p={p:.3g})")
-        lines.append(
-            f"{row['method']:<10} {row['runs']:>4}  {stats.format_mean(row['val_accuracy_mean'], row['val_accuracy_ci95']):<21} "
-            f"{stats.format_mean(row['test_accuracy_mean'], row['test_accuracy_ci95']):<21} {row['diverged_or_stuck']:>6}  {versus}"
-        )
-    return "\n".join(lines)
+    return tables.format_best(summary, rate_label="rate")
 
 
 @dataclasses.dataclass
@@ -112,7 +78,7 @@ def compare(methods: list[str], seeds: int, config: TrainConfig, output_dir=None
     for number, row in enumerate(rows, 1):
         log(f"[{number}/{len(rows)}] {row['method']} seed {row['seed']}: {row['status']}, val_accuracy "
             f"{row['val_accuracy']:.4f}, test_accuracy {row['test_accuracy']:.4f} ({row['seconds']:.1f}s)")
-    summary = summarize(rows, methods, baseline)
+    summary = summarize(result.rows, methods, baseline)
     if is_main_process():
         artifacts.write_csv(result.folder / "runs.csv", rows, RUN_COLUMNS)
         artifacts.write_csv(result.folder / "summary.csv", summary, SUMMARY_COLUMNS)

@@ -99,6 +99,12 @@ class SweepConfig:
     members_per_program: int | None = None  # None: as many as fit in half the free memory
     data_dir: str | None = None
     verify: bool = True
+    # A method whose best rate is the lowest or highest tried gets members at the next half-decade beyond
+    # it, up to this many per side (0: none; the edge is flagged and gets no verdict).
+    extend_grid: int = 2
+    # (optimizer, method, learning rate) cells the sweep added beyond the grid's edges, in order (recorded
+    # in study.json, so a resumed study has the same members)
+    extra_rates: tuple[tuple[str, str, float], ...] = ()
 
     def __post_init__(self):
         from fmnist import normalization
@@ -136,6 +142,17 @@ class SweepConfig:
             raise UsageError(f"--baseline {self.baseline!r} is not among --methods ({', '.join(self.methods)})")
         if self.save_models not in SAVE_MODELS:
             raise UsageError(f"--save-models {self.save_models!r}: choose from {', '.join(SAVE_MODELS)}")
+        if isinstance(self.extend_grid, bool) or not isinstance(self.extend_grid, int) or not 0 <= self.extend_grid <= 10:
+            raise UsageError(f"--extend-grid {self.extend_grid}: must be an integer from 0 to 10")
+        try:
+            extra = tuple((str(optimizer), str(method), float(rate)) for optimizer, method, rate in self.extra_rates)
+        except (TypeError, ValueError):
+            raise UsageError(f"extra_rates {self.extra_rates!r}: must be (optimizer, method, rate) triples") from None
+        if any(optimizer not in self.optimizers or method not in self.methods or not 0 < rate < float("inf")
+               or rate in self.learning_rates for optimizer, method, rate in extra) or len(set(extra)) != len(extra):
+            raise UsageError(f"extra_rates {self.extra_rates!r}: cells of this study's optimizers and methods, "
+                             "each once, at positive rates off the grid")
+        object.__setattr__(self, "extra_rates", extra)
         if self.members_per_program is not None and (
                 isinstance(self.members_per_program, bool) or not isinstance(self.members_per_program, int)
                 or self.members_per_program < 1):
@@ -143,4 +160,4 @@ class SweepConfig:
 
     @property
     def member_count(self) -> int:
-        return len(self.methods) * len(self.learning_rates) * len(self.optimizers) * self.seeds
+        return (len(self.methods) * len(self.learning_rates) * len(self.optimizers) + len(self.extra_rates)) * self.seeds

@@ -121,16 +121,21 @@ def plot_across_seeds(histories: dict[str, list[list[dict]]], series, path: Path
     return figure
 
 
-def plot_heatmap(summary: list[dict], optimizer: str, methods, rates, path: Path):
-    """Mean final val_accuracy per method x learning rate for one optimizer. The colours span the cells
-    that learned; cells stuck at chance fall below the scale (pale red), diverged ones are hatched."""
+def plot_heatmap(summary: list[dict], optimizer: str, methods, best: list[dict], path: Path):
+    """Mean final val_accuracy per method x learning rate (every rate any method tried) for one optimizer.
+    The colours span the cells that learned; cells stuck at chance fall below the scale (pale red),
+    diverged ones are hatched, untried ones blank; each method's best rate is boxed, dashed when it is
+    the lowest or highest that method tried."""
     import matplotlib
     from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
 
     from fmnist.tables import STUCK_BELOW
 
-    cells = {(row["method"], row["learning_rate"]): row for row in summary if row["optimizer"] == optimizer}
-    values = np.array([[cells[(method, float(rate))]["val_accuracy_mean"] for rate in rates] for method in methods])
+    cells = {(row["method"], float(row["learning_rate"])): row for row in summary if row["optimizer"] == optimizer}
+    rates = sorted({rate for _, rate in cells}, reverse=True)
+    values = np.array([[cells[(method, rate)]["val_accuracy_mean"] if (method, rate) in cells else np.nan
+                        for rate in rates] for method in methods])
     finite = values[np.isfinite(values)]
     learned = finite[finite >= STUCK_BELOW]
     scale = learned if learned.size else finite
@@ -138,25 +143,32 @@ def plot_heatmap(summary: list[dict], optimizer: str, methods, rates, path: Path
     vmin = min(vmin, vmax - 0.005)  # one value, or all alike: a scale still
     figure = Figure(figsize=(1.1 * len(rates) + 3, 0.6 * len(methods) + 2))
     axes = figure.subplots()
-    colours = matplotlib.colormaps["viridis"].with_extremes(bad="lightgrey", under="#f4c7c3")  # grey: all diverged
+    colours = matplotlib.colormaps["viridis"].with_extremes(bad="white", under="#f4c7c3")  # white: untried or all diverged
     shown = axes.imshow(np.ma.masked_invalid(values), cmap=colours, aspect="auto", vmin=vmin, vmax=vmax)
     figure.colorbar(shown, ax=axes, label="mean final validation accuracy\n(fraction correct)",
                     extend="min" if (finite < vmin).any() else "neither")
     for row, method in enumerate(methods):
         for column, rate in enumerate(rates):
-            cell, value = cells[(method, float(rate))], values[row, column]
+            cell, value = cells.get((method, rate)), values[row, column]
+            if cell is None:
+                continue
             text = "" if np.isnan(value) else f"{value:.3f}" + ("\nstuck" if value < STUCK_BELOW else "")
             if cell["diverged"]:
                 text += f"\n{cell['diverged']}/{cell['members']} diverged"
                 axes.add_patch(_hatch(column, row))
             light = not np.isfinite(value) or value < vmin or value > vmin + 0.6 * (vmax - vmin)
             axes.text(column, row, text, ha="center", va="center", fontsize=7, color="black" if light else "white")
+    for entry in best:
+        if entry["learning_rate"] != "" and entry["method"] in methods:
+            row, column = list(methods).index(entry["method"]), rates.index(float(entry["learning_rate"]))
+            axes.add_patch(Rectangle((column - 0.5, row - 0.5), 1, 1, fill=False, edgecolor="#d62728", linewidth=2,
+                                     linestyle="--" if entry["edge"] else "-"))
     axes.set_xticks(range(len(rates)), [f"{rate:g}" for rate in rates])
     axes.set_yticks(range(len(methods)), methods)
     axes.set_xlabel("learning rate")
     axes.set_ylabel("normalization")
-    axes.set_title(f"{optimizer}: mean final validation accuracy over seeds\n(pale red: stuck at chance, "
-                   "below the colour scale; hatched: some members diverged)", fontsize=9)
+    axes.set_title(f"{optimizer}: mean final validation accuracy over seeds\n(boxed: each method's best rate, dashed "
+                   "on the edge of its rates; pale red: stuck at chance; hatched: some diverged)", fontsize=9)
     _save(figure, path)
     return figure
 

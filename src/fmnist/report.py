@@ -11,8 +11,6 @@ settings and library versions. One self-contained file (htmlpage.py): no script,
 from __future__ import annotations
 
 import csv
-import math
-import re
 from pathlib import Path
 
 from fmnist import __version__, artifacts, runs, stats, tables, tensorboard
@@ -158,14 +156,12 @@ def _study(folder: Path, study: dict) -> tuple[str, str, list[str]]:
                           for name in settings["optimizers"])
     cells = ""
     if kind == "sweep" and (folder / "summary.csv").is_file():
-        summary = [row | {"val": stats.format_mean(row["val_accuracy_mean"], row["val_accuracy_ci95"]),
-                          "test": stats.format_mean(row["test_accuracy_mean"], row["test_accuracy_ci95"])}
-                   for row in read_rows(folder / "summary.csv")]
+        summary = [row | _intervals(row) for row in read_rows(folder / "summary.csv")]
         cells = "<details><summary>Every cell: method × optimizer × learning rate</summary>" + table(
             summary, [("method", "method"), ("optimizer", "optimizer"), ("learning_rate", "learning rate", _rate),
                       ("members", "members", integer), ("ok", "ok", integer), ("stuck", "stuck", integer),
-                      ("diverged", "diverged", integer), ("val", "val_accuracy (±95%)"),
-                      ("test", "test_accuracy (±95%)")], attributes=' id="cells"') + "</details>"
+                      ("diverged", "diverged", integer), ("val", "val_accuracy (95%)"),
+                      ("test", "test_accuracy (95%)")], attributes=' id="cells"') + "</details>"
     member_table = table(members, [("member", "member"), ("status", "status"), ("epochs", "epochs", integer),
                                    ("val_accuracy", "val_accuracy"), ("best_val_accuracy", "best val_accuracy"),
                                    ("test_accuracy", "test_accuracy"), ("seconds", "seconds", lambda v: number(v, 1)),
@@ -188,35 +184,22 @@ def _rate(value) -> str:
 
 
 def _answer_rows(folder: Path, study: dict) -> list[dict]:
-    """best.csv (a sweep), or a comparison's summary.csv in the same shape; [] before the study ends."""
-    settings = study["settings"]
-    if study["kind"] == "sweep":
-        return read_rows(folder / "best.csv") if (folder / "best.csv").is_file() else []
-    if not (folder / "summary.csv").is_file():
-        return []
-    rows = []
-    for row in read_rows(folder / "summary.csv"):
-        found = re.search(r"n=(\d+)", str(row["paired_test"]))
-        rows.append(row | {"optimizer": settings["optimizers"][0], "learning_rate": settings["learning_rates"][0],
-                           "members": row["runs"], "failed": row["diverged_or_stuck"],
-                           "pairs": int(found.group(1)) if found else 0})
-    return rows
+    """best.csv (a sweep) or summary.csv (a comparison: the same columns); [] before the study ends."""
+    path = folder / ("best.csv" if study["kind"] == "sweep" else "summary.csv")
+    return read_rows(path) if path.is_file() else []
+
+
+def _intervals(row: dict) -> dict:
+    return {"val": stats.format_mean(row["val_accuracy_mean"], row["val_accuracy_low"], row["val_accuracy_high"]),
+            "test": stats.format_mean(row["test_accuracy_mean"], row["test_accuracy_low"], row["test_accuracy_high"])}
 
 
 def verdict(row: dict) -> tuple[str, str]:
-    """(css class, words) for one method against the baseline."""
-    if row["method"] == row["baseline"]:
+    """(css class, words) for one method against the baseline, as tables.best_rows judged it."""
+    if row["verdict"] == "baseline":
         return "", "the baseline"
-    if row["learning_rate"] == "":
-        return "worse", "diverged at every learning rate"
-    diff, p = row["test_accuracy_diff_mean"], row["p_value"]
-    if math.isnan(diff):
-        return "", "not compared: no seed finished for both"
-    points = f"{diff * 100:+.2f} points"
-    if math.isnan(p):
-        return "", f"{points}, not tested (fewer than two paired seeds, or identical)"
-    word = tables.verdict_word(diff, p)
-    return (word if word in ("better", "worse") else ""), f"{word}: {points} (p = {p:.2g})"
+    css = row["verdict"] if row["verdict"] in ("better", "worse") else ""
+    return css, tables.verdict_text(row)
 
 
 def _study_answer(folder: Path, study: dict, best: list[dict]) -> str:
@@ -227,38 +210,32 @@ def _study_answer(folder: Path, study: dict, best: list[dict]) -> str:
     sentences = []
     for row in best:
         css, words = verdict(row)
-        where = f" ({text(row['optimizer'])}, best rate {_rate(row['learning_rate'])})" if kind == "sweep" else ""
+        edge = f", the {row['edge']} tried" if row["edge"] else ""
+        where = f" ({text(row['optimizer'])}, best rate {_rate(row['learning_rate'])}{edge})" if kind == "sweep" else ""
         failed = (f"; {integer(row['failed'])} of {integer(row['members'])} runs stuck at chance or diverged"
-                  if row["learning_rate"] != "" and row["failed"] else "")
-        accuracy = "" if row["learning_rate"] == "" else (
-            f", test accuracy {stats.format_mean(row['test_accuracy_mean'], row['test_accuracy_ci95'])}")
+                  if row["learning_rate"] != "" and row["failed"] not in ("", "0", 0) else "")
+        accuracy = "" if row["learning_rate"] == "" else f", test accuracy {_intervals(row)['test']}"
+        split = f" <small>Seeds split: {text(row['per_seed'])}.</small>" if row.get("per_seed") else ""
         sentences.append(f'<li><strong>{text(row["method"])}</strong>{where}: <span class="{css}">{text(words)}</span>'
-                         f"{accuracy}{failed}</li>")
+                         f"{accuracy}{failed}{split}</li>")
     baseline = best[0]["baseline"]
     intro = (f"<p>Test accuracy of each method against <strong>{text(baseline)}</strong>"
              + (" at its own best learning rate (chosen on validation accuracy)" if kind == "sweep" else "")
              + ", mean over seeds with its 95% interval; the difference is paired by seed (same initialization and "
-             f"shuffle order) and tested with a paired t-test (significant below p = {tables.SIGNIFICANT}).</p>")
+             f"shuffle order) and tested with a paired t-test (significant below p = {stats.SIGNIFICANT}). With fewer "
+             f"than {stats.MIN_PAIRS} paired seeds, or seeds that could not have detected a difference of "
+             f"{100 * stats.MEANINGFUL:g} point, the verdict is inconclusive; a best rate on the edge of the rates "
+             "tried gets none.</p>")
     columns = ([("optimizer", "optimizer")] if kind == "sweep" else []) + [
         ("method", "method"), ("learning_rate", "best rate" if kind == "sweep" else "learning rate", _rate),
         ("members", "runs", integer), ("failed", "failed", integer),
-        ("val", "val_accuracy (±95%)"), ("test", "test_accuracy (±95%)"),
+        ("val", "val_accuracy (95%)"), ("test", "test_accuracy (95%)"),
         ("versus", f"vs {baseline}"), ("verdict_html", "verdict", lambda value: value)]
-    shown = [row | {"val": stats.format_mean(row["val_accuracy_mean"], row["val_accuracy_ci95"]),
-                    "test": stats.format_mean(row["test_accuracy_mean"], row["test_accuracy_ci95"]),
-                    "versus": _versus(row),
-                    "verdict_html": f'<span class="words {verdict(row)[0]}">{text(verdict(row)[1])}</span>'}
+    shown = [row | _intervals(row) | {"versus": tables.versus(row),
+                                      "verdict_html": f'<span class="words {verdict(row)[0]}">{text(verdict(row)[1])}</span>'}
              for row in best]
     return (f'<div class="answer">{intro}<ul>{"".join(sentences)}</ul></div>'
-            + table(shown, columns, caption="±: half-width of the 95% Student-t interval across seeds; failed: runs stuck "
-                    "at chance or diverged.", attributes=' id="answer-table"'))
+            + table(shown, columns, caption="95%: Student-t interval across seeds on the logit scale (inside 0..1); "
+                    "failed: runs stuck at chance or diverged.", attributes=' id="answer-table"'))
 
-
-def _versus(row: dict) -> str:
-    if row["method"] == row["baseline"]:
-        return "baseline"
-    diff, p = row["test_accuracy_diff_mean"], row["p_value"]
-    if row["learning_rate"] == "" or math.isnan(diff):
-        return "—"
-    return f"{diff:+.4f}" + ("" if math.isnan(p) else f" (p={p:.3g})")
 

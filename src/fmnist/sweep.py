@@ -14,6 +14,7 @@ devices; process 0 writes everything else.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from pathlib import Path
 
@@ -47,9 +48,12 @@ class StudyResult:
 
 
 def members_of(config: SweepConfig, kind: str) -> list[StudyMember]:
-    """The grid in a fixed order: optimizer, method, learning rate, seed."""
+    """The grid in a fixed order (optimizer, method, learning rate, seed), then the cells added beyond
+    its edges in the order they were added, each with every seed."""
+    seeds = range(config.seed, config.seed + config.seeds)
     grid = [(optimizer, method, rate, seed) for optimizer in config.optimizers for method in config.methods
-            for rate in config.learning_rates for seed in range(config.seed, config.seed + config.seeds)]
+            for rate in config.learning_rates for seed in seeds]
+    grid += [(optimizer, method, rate, seed) for optimizer, method, rate in config.extra_rates for seed in seeds]
     return [StudyMember(index, method, optimizer, float(rate), seed,
                         f"{method}-seed{seed}" if kind == "compare" else f"{method}-{optimizer}-lr{rate:g}-seed{seed}")
             for index, (optimizer, method, rate, seed) in enumerate(grid)]
@@ -73,6 +77,8 @@ def plan_programs(config: SweepConfig, members: list[StudyMember]) -> list[dict]
     programs = []
     for optimizer in config.optimizers:
         indices = [member.index for member in members if member.optimizer == optimizer]
+        if not indices:  # a grid extension may add members of some optimizers only
+            continue
         cap = config.members_per_program
         if cap is None:
             slots = {"sgd": 0, "momentum": 1, "nesterov": 1, "adam": 2}[optimizer]
@@ -86,6 +92,37 @@ def plan_programs(config: SweepConfig, members: list[StudyMember]) -> list[dict]
             name = optimizer if count == 1 else f"{optimizer}-{number}"
             programs.append({"name": name, "optimizer": optimizer, "members": indices[start: start + size]})
     return programs
+
+
+def next_rate(rate: float, direction: int) -> float:
+    """The half-decade grid point (1 or 3 times a power of ten) beyond ``rate``: below it for direction -1,
+    above for +1."""
+    target = math.log10(rate) + 0.5 * direction
+    points = [mantissa * 10.0 ** exponent for exponent in range(math.floor(target) - 1, math.floor(target) + 2)
+              for mantissa in (1, 3)]
+    beyond = [point for point in points if (point < rate * 0.99 if direction < 0 else point > rate * 1.01)]
+    chosen = min(beyond, key=lambda point: abs(math.log10(point) - target))
+    return float(f"{chosen:.3g}")
+
+
+def grid_extension(config: SweepConfig, rows: list[dict]) -> tuple[tuple[str, str, float], ...]:
+    """The cells to add: for each method and optimizer whose best rate is the lowest (highest) tried, the
+    next half-decade below (above) it, while fewer than ``extend_grid`` were added on that side."""
+    summary = tables.summary_rows(rows)
+    low, high = min(config.learning_rates), max(config.learning_rates)
+    added = []
+    for optimizer in config.optimizers:
+        for method in config.methods:
+            cell = tables.best_rate(summary, method, optimizer)
+            edge = tables.edge_of(summary, method, optimizer, cell["learning_rate"]) if cell else ""
+            if not edge:
+                continue
+            direction = -1 if edge == "lowest" else 1
+            beyond = [rate for extra_optimizer, extra_method, rate in config.extra_rates
+                      if (extra_optimizer, extra_method) == (optimizer, method) and (rate < low if direction < 0 else rate > high)]
+            if len(beyond) < config.extend_grid:
+                added.append((optimizer, method, next_rate(float(cell["learning_rate"]), direction)))
+    return tuple(added)
 
 
 def describe_grid(config: SweepConfig) -> str:
@@ -129,15 +166,41 @@ def run_study(config: SweepConfig, output_dir=None, *, kind: str = "sweep", resu
         f"device{'s' * (len(devices) != 1)}" + (f" in {jax.process_count()} processes" if jax.process_count() > 1 else ""))
     state = _Tables(folder, config, members, programs)
     clock = Clock(config.epochs * len(members))
-    for number, program in enumerate(programs, 1):
-        _train_program(program, f"[{program['name']} {number}/{len(programs)}]", config, folder, members, stats,
-                       splits, state, clock, log, live, should_stop, kind)
-        stop = any_process(should_stop() if should_stop else None)
-        if stop and number < len(programs):
-            raise Interrupted(stop, f"after program {program['name']}", f"{runs.KIND_COMMANDS[kind]} --resume {folder}")
+    done, stop = 0, None
+    while True:
+        for number, program in enumerate(programs[done:], done + 1):
+            _train_program(program, f"[{program['name']} {number}/{len(programs)}]", config, folder, members, stats,
+                           splits, state, clock, log, live, should_stop, kind)
+            stop = any_process(should_stop() if should_stop else None)
+            if stop and number < len(programs):
+                raise Interrupted(stop, f"after program {program['name']}", f"{runs.KIND_COMMANDS[kind]} --resume {folder}")
+        done = len(programs)
+        added = grid_extension(config, state.rows()) if kind == "sweep" else ()
+        if not added:
+            break
+        if stop:  # the extension is decided again, the same way, on resume
+            raise Interrupted(stop, "before extending the grid", f"{runs.KIND_COMMANDS[kind]} --resume {folder}")
+        config, members, programs = _extend(folder, config, kind, programs, added, state, clock, log)
     _save_models(folder, config, members, programs, state, stats, dataset)
     state.write()
     return StudyResult(folder, config, members, state.rows(), state.histories)
+
+
+def _extend(folder, config, kind, programs, added, state, clock, log):
+    """Add the members of the ``added`` cells as new programs, recorded in study.json before they train."""
+    before = len(state.members)
+    config = dataclasses.replace(config, extra_rates=config.extra_rates + added)
+    members = members_of(config, kind)
+    fresh = plan_programs(config, members[before:])
+    fresh = [program | {"name": f"edge{len(programs) + number}-{program['optimizer']}"}
+             for number, program in enumerate(fresh, 1)]
+    runs.record_study(folder, runs.read_study(folder, kind), config, programs + fresh)
+    state.grow(members, fresh)
+    clock.total += config.epochs * (len(members) - before)
+    log(f"{kind}: best rate on the edge of the rates tried, adding " + ", ".join(
+        f"{method} {optimizer} lr {rate:g}" for optimizer, method, rate in added)
+        + f" ({len(members) - before} members)")
+    return config, members, programs + fresh
 
 
 class _Tables:
@@ -150,6 +213,13 @@ class _Tables:
         self.run_dirs: dict[int, str] = {}
         self.sizes = {index: (program["name"], len(program["members"])) for program in programs
                       for index in program["members"]}
+
+    def grow(self, members, programs) -> None:
+        """The members and programs a grid extension added."""
+        self.members = members
+        self.histories += [[] for _ in members[len(self.histories):]]
+        self.sizes |= {index: (program["name"], len(program["members"])) for program in programs
+                       for index in program["members"]}
 
     def rows(self) -> list[dict]:
         return tables.member_rows(self.members, self.histories, self.tests, self.config.epochs, self.sizes,
@@ -313,7 +383,7 @@ def sweep(config: SweepConfig, output_dir=None, *, resume: bool = False, runs_ro
         artifacts.write_csv(result.folder / "summary.csv", summary, tables.SUMMARY_COLUMNS)
         artifacts.write_csv(result.folder / "best.csv", best, tables.BEST_COLUMNS)
         for optimizer in config.optimizers:
-            plots.plot_heatmap(summary, optimizer, config.methods, config.learning_rates,
+            plots.plot_heatmap(summary, optimizer, config.methods, [row for row in best if row["optimizer"] == optimizer],
                                result.folder / f"heatmap-{optimizer}.png")
             chosen = {row["method"]: [result.histories[i] for i, member in enumerate(result.members)
                                       if (member.method, member.optimizer, member.learning_rate)

@@ -10,7 +10,6 @@ from fmnist import artifacts, stats
 
 CHANCE = 0.1  # ten balanced classes
 STUCK_BELOW = 1.5 * CHANCE  # a final validation accuracy this low means the member did not learn
-SIGNIFICANT = 0.05
 
 MEMBER_COLUMNS = ("member", "method", "optimizer", "learning_rate", "seed", "status", "diverged_epoch", "epochs",
                   "val_accuracy", "val_loss", "best_val_accuracy", "best_epoch", "test_accuracy", "test_loss",
@@ -18,11 +17,14 @@ MEMBER_COLUMNS = ("member", "method", "optimizer", "learning_rate", "seed", "sta
 KEY_COLUMNS = ("member", "method", "optimizer", "learning_rate", "seed")
 HISTORY_COLUMNS = KEY_COLUMNS + artifacts.HISTORY_COLUMNS
 SUMMARY_COLUMNS = ("method", "optimizer", "learning_rate", "members", "ok", "stuck", "diverged",
-                   "val_accuracy_mean", "val_accuracy_std", "val_accuracy_ci95",
-                   "test_accuracy_mean", "test_accuracy_std", "test_accuracy_ci95")
-BEST_COLUMNS = ("optimizer", "method", "learning_rate", "members", "failed", "val_accuracy_mean", "val_accuracy_ci95",
-                "test_accuracy_mean", "test_accuracy_std", "test_accuracy_ci95", "baseline", "baseline_learning_rate",
-                "pairs", "test_accuracy_diff_mean", "p_value")
+                   "val_accuracy_mean", "val_accuracy_std", "val_accuracy_low", "val_accuracy_high",
+                   "test_accuracy_mean", "test_accuracy_std", "test_accuracy_low", "test_accuracy_high")
+BEST_COLUMNS = ("optimizer", "method", "learning_rate", "edge", "members", "failed", "val_accuracy_mean",
+                "val_accuracy_low", "val_accuracy_high", "test_accuracy_mean", "test_accuracy_std", "test_accuracy_low",
+                "test_accuracy_high", "baseline", "baseline_learning_rate", "pairs", "test_accuracy_diff_mean",
+                "diff_low", "diff_high", "p_value", "detectable_difference", "verdict", "why", "per_seed", "run_dir")
+# verdicts that are no comparison: the row is the baseline, or there is nothing fair to compare
+NOT_JUDGED = ("baseline", "no rate learned", "not judged")
 
 
 def status_of(history: list[dict], epochs: int, tested: bool) -> tuple[str, int | str]:
@@ -75,7 +77,7 @@ def _cells(rows: list[dict]) -> dict[tuple, list[dict]]:
 
 
 def summary_rows(rows: list[dict]) -> list[dict]:
-    """Per method x optimizer x learning rate: counts by status, and mean ± 95% interval over seeds."""
+    """Per method x optimizer x learning rate: counts by status, and mean with a 95% interval over seeds."""
     summary = []
     for (method, optimizer, rate), cell in _cells(rows).items():
         finished = [row for row in cell if row["status"] in ("ok", "stuck at chance")]
@@ -85,99 +87,165 @@ def summary_rows(rows: list[dict]) -> list[dict]:
             "method": method, "optimizer": optimizer, "learning_rate": rate, "members": len(cell),
             "ok": sum(row["status"] == "ok" for row in cell), "stuck": sum(row["status"] == "stuck at chance" for row in cell),
             "diverged": sum(row["status"] == "diverged" for row in cell),
-            "val_accuracy_mean": val[0], "val_accuracy_std": val[1], "val_accuracy_ci95": val[2],
-            "test_accuracy_mean": test[0], "test_accuracy_std": test[1], "test_accuracy_ci95": test[2],
+            **dict(zip(("val_accuracy_mean", "val_accuracy_std", "val_accuracy_low", "val_accuracy_high"), val)),
+            **dict(zip(("test_accuracy_mean", "test_accuracy_std", "test_accuracy_low", "test_accuracy_high"), test)),
         })
     return summary
 
 
+def _tried(summary: list[dict], method: str, optimizer: str) -> list[dict]:
+    """The cells of one method and optimizer that hold members, by learning rate."""
+    return sorted((cell for cell in summary if cell["method"] == method and cell["optimizer"] == optimizer
+                   and cell["members"]), key=lambda cell: float(cell["learning_rate"]))
+
+
 def best_rate(summary: list[dict], method: str, optimizer: str) -> dict | None:
-    """The cell with the best mean validation accuracy among the rates where no member diverged."""
-    cells = [cell for cell in summary if cell["method"] == method and cell["optimizer"] == optimizer
-             and cell["diverged"] == 0 and cell["members"] and math.isfinite(cell["val_accuracy_mean"])]
-    return max(cells, key=lambda cell: cell["val_accuracy_mean"]) if cells else None
+    """The cell with the best mean validation accuracy among the rates that learned: no member diverged
+    and at least one finished above chance (ties: the middle rate). None: no rate learned."""
+    cells = [cell for cell in _tried(summary, method, optimizer)
+             if cell["diverged"] == 0 and cell["ok"] and math.isfinite(cell["val_accuracy_mean"])]
+    if not cells:
+        return None
+    top = max(cell["val_accuracy_mean"] for cell in cells)
+    tied = [cell for cell in cells if cell["val_accuracy_mean"] == top]
+    return tied[(len(tied) - 1) // 2]  # among equals the middle rate: the optimum is a plateau, not its edge
+
+
+def edge_of(summary: list[dict], method: str, optimizer: str, rate: float) -> str:
+    """"lowest" or "highest" when ``rate`` is the smallest or largest of several rates tried, else ""."""
+    rates = [float(cell["learning_rate"]) for cell in _tried(summary, method, optimizer)]
+    if len(rates) < 2:
+        return ""  # one rate (a comparison): nothing was searched, so nothing sits on an edge
+    return "lowest" if float(rate) == rates[0] else "highest" if float(rate) == rates[-1] else ""
+
+
+def no_rate_hint(summary: list[dict], method: str, optimizer: str) -> str:
+    """Where to look when no rate learned: towards the end of the rates tried that came closest."""
+    cells = _tried(summary, method, optimizer)
+    if len(cells) < 2:
+        return "try other rates"
+    finite = [cell for cell in cells if not cell["diverged"] and math.isfinite(cell["val_accuracy_mean"])]
+    if cells[0]["diverged"] or not finite:
+        return "try lower rates"
+    closest = max(finite, key=lambda cell: cell["val_accuracy_mean"])
+    return "try lower rates" if closest is cells[0] else "try higher rates" if closest is cells[-1] else "try other rates"
+
+
+def _per_seed(rows: list[dict]) -> str:
+    """Each seed's outcome where the seeds split (some learned, some did not); "" where they agree."""
+    if len({row["status"] for row in rows}) < 2:
+        return ""
+    return "; ".join(f"seed {row['seed']} {row['status']} {row['test_accuracy']:.4f}"
+                     for row in sorted(rows, key=lambda row: row["seed"]))
 
 
 def best_rows(rows: list[dict], summary: list[dict], methods, optimizers, baseline: str) -> list[dict]:
     """Per optimizer x method: its best rate (on validation) and, at that rate, test accuracy over seeds
-    with a paired t-test (paired by seed) against ``baseline`` at the baseline's own best rate."""
-    def test_by_seed(method, optimizer, rate):
-        return {row["seed"]: row["test_accuracy"] for row in rows
-                if (row["method"], row["optimizer"], row["learning_rate"]) == (method, optimizer, rate)}
+    compared, paired by seed, with ``baseline`` at the baseline's own best rate; the verdict and why."""
+    def cell_rows(method, optimizer, rate):
+        return [row for row in rows if (row["method"], row["optimizer"], row["learning_rate"]) == (method, optimizer, rate)]
+
+    def test_by_seed(cell):
+        return {row["seed"]: row["test_accuracy"] for row in cell}
 
     best = []
     for optimizer in optimizers:
         reference = best_rate(summary, baseline, optimizer)
+        reference_edge = edge_of(summary, baseline, optimizer, reference["learning_rate"]) if reference else ""
         for method in methods:
             cell = best_rate(summary, method, optimizer)
-            entry = {"optimizer": optimizer, "method": method, "baseline": baseline,
-                     "baseline_learning_rate": reference["learning_rate"] if reference else ""}
+            entry = dict.fromkeys(BEST_COLUMNS, math.nan) | {
+                "optimizer": optimizer, "method": method, "baseline": baseline, "learning_rate": "", "edge": "",
+                "members": 0, "failed": "", "pairs": 0, "per_seed": "", "run_dir": "",
+                "baseline_learning_rate": reference["learning_rate"] if reference else ""}
             if cell is None:
-                best.append(entry | {"learning_rate": "", "members": 0, "failed": "", "pairs": 0,
-                                     "test_accuracy_diff_mean": math.nan, "p_value": math.nan}
-                            | dict.fromkeys(BEST_COLUMNS[5:10], math.nan))
+                best.append(entry | {"verdict": "no rate learned", "why": no_rate_hint(summary, method, optimizer)})
                 continue
-            entry |= {key: cell[key] for key in ("learning_rate", "members", "val_accuracy_mean", "val_accuracy_ci95",
-                                                  "test_accuracy_mean", "test_accuracy_std", "test_accuracy_ci95")}
-            entry["failed"] = cell["stuck"] + cell["diverged"]
-            pairs, diff, p = 0, math.nan, math.nan
-            if reference and method != baseline:
-                pairs, diff, p = stats.paired(test_by_seed(method, optimizer, cell["learning_rate"]),
-                                              test_by_seed(baseline, optimizer, reference["learning_rate"]))
-            best.append(entry | {"pairs": pairs, "test_accuracy_diff_mean": diff, "p_value": p})
+            mine = cell_rows(method, optimizer, cell["learning_rate"])
+            entry |= {key: cell[key] for key in ("learning_rate", "members", "val_accuracy_mean", "val_accuracy_low",
+                                                  "val_accuracy_high", "test_accuracy_mean", "test_accuracy_std",
+                                                  "test_accuracy_low", "test_accuracy_high")}
+            entry |= {"failed": cell["stuck"] + cell["diverged"], "per_seed": _per_seed(mine),
+                      "edge": edge_of(summary, method, optimizer, cell["learning_rate"]),
+                      "run_dir": next((row["run_dir"] for row in mine if row.get("run_dir")), "")}
+            if method == baseline:
+                entry |= {"verdict": "baseline", "why": ""}
+            if method == baseline or reference is None:
+                best.append(entry | ({} if method == baseline else
+                                     {"verdict": "not judged", "why": f"the baseline {baseline} learned at no rate"}))
+                continue
+            result = stats.paired(test_by_seed(mine), test_by_seed(cell_rows(baseline, optimizer, reference["learning_rate"])))
+            entry |= {"pairs": result.pairs, "test_accuracy_diff_mean": result.diff, "diff_low": result.low,
+                      "diff_high": result.high, "p_value": result.p_value, "detectable_difference": result.detectable}
+            if entry["edge"] or reference_edge:
+                who, edge = (method, entry["edge"]) if entry["edge"] else (f"the baseline {baseline}", reference_edge)
+                entry |= {"verdict": "not judged", "why": f"{who}'s best rate is the {edge} tried; extend the grid"}
+            else:
+                entry["verdict"], entry["why"] = stats.judge(result)
+            best.append(entry)
     return best
 
 
-def format_best(best: list[dict]) -> str:
-    header = (f"{'optimizer':<9} {'method':<10} {'best rate':>9}  {'val_accuracy (±95%)':<21} "
-              f"{'test_accuracy (±95%)':<21} vs baseline at its best rate (paired by seed)")
+def format_best(best: list[dict], rate_label: str = "best rate") -> str:
+    header = (f"{'optimizer':<9} {'method':<10} {rate_label:>9}  {'val_accuracy (95%)':<25} "
+              f"{'test_accuracy (95%)':<25} {'vs baseline':<10} verdict (paired by seed)")
     lines = [header, "-" * len(header)]
     for row in best:
-        rate = f"{row['learning_rate']:g}" if row["learning_rate"] != "" else "—"
-        versus = "baseline" if row["method"] == row["baseline"] else _versus(row)
+        rate = "—" if row["learning_rate"] == "" else f"{float(row['learning_rate']):g}" + ("*" if row["edge"] else "")
         lines.append(f"{row['optimizer']:<9} {row['method']:<10} {rate:>9}  "
-                     f"{stats.format_mean(row['val_accuracy_mean'], row['val_accuracy_ci95']):<21} "
-                     f"{stats.format_mean(row['test_accuracy_mean'], row['test_accuracy_ci95']):<21} {versus}")
+                     f"{stats.format_mean(row['val_accuracy_mean'], row['val_accuracy_low'], row['val_accuracy_high']):<25} "
+                     f"{stats.format_mean(row['test_accuracy_mean'], row['test_accuracy_low'], row['test_accuracy_high']):<25} "
+                     f"{versus(row):<10} {verdict_text(row)}")
     return "\n".join(lines)
 
 
-def _versus(row: dict) -> str:
-    if row["learning_rate"] == "":
-        return "every rate diverged"
-    diff, p = row["test_accuracy_diff_mean"], row["p_value"]
-    if math.isnan(diff):
-        return "—"
-    return f"{diff:+.4f}" + ("" if math.isnan(p) else f" (p={p:.3g})")
+LEGEND = (f"95%: Student-t interval across seeds on the logit scale (inside 0..1); vs baseline: mean paired difference "
+          f"in test accuracy, in points, paired by seed; verdict: paired t-test, significant below p={stats.SIGNIFICANT}, "
+          f"inconclusive with fewer than {stats.MIN_PAIRS} paired seeds or seeds that could not have detected "
+          f"{100 * stats.MEANINGFUL:g} point; *: the best rate is the lowest or highest tried (not judged)")
 
 
-def verdict_word(diff: float, p: float) -> str:
-    """"better", "worse" (paired t-test, p below SIGNIFICANT) or "no significant difference"."""
-    if math.isnan(p) or p >= SIGNIFICANT:
-        return "no significant difference"
-    return "better" if diff > 0 else "worse"
+def versus(row: dict) -> str:
+    """The paired difference in points, or what stands in for it."""
+    if row["verdict"] == "baseline":
+        return "baseline"
+    diff = row["test_accuracy_diff_mean"]
+    return "—" if row["learning_rate"] == "" or math.isnan(float(diff)) else f"{100 * float(diff):+.2f} pt"
+
+
+def verdict_text(row: dict) -> str:
+    """"worse (p=0.0012)", "inconclusive: only 2 paired seeds (3 needed)", "no rate learned: try lower rates"."""
+    if row["verdict"] == "baseline":
+        return ""
+    if row["verdict"] in ("better", "worse"):
+        return f"{row['verdict']} ({row['why']})"
+    return f"{row['verdict']}: {row['why']}"
 
 
 def answer(best: list[dict]) -> list[str]:
-    """The study's answer in words: one line per optimizer."""
+    """The study's answer in words: one line per optimizer, and one per method whose seeds split."""
     lines = []
     for optimizer in dict.fromkeys(row["optimizer"] for row in best):
         block = [row for row in best if row["optimizer"] == optimizer]
         base = next(row for row in block if row["method"] == row["baseline"])
         if base["learning_rate"] == "":
-            lines.append(f"{optimizer}: the baseline {base['method']} diverged at every rate; nothing to compare against")
+            lines.append(f"{optimizer}: the baseline {base['method']} learned at no rate ({base['why']}); nothing to "
+                         "compare against")
             continue
         parts = []
         for row in block:
             if row is base:
                 continue
             if row["learning_rate"] == "":
-                parts.append(f"{row['method']} diverged at every rate")
+                parts.append(f"{row['method']} {verdict_text(row)}")
                 continue
-            diff, p = row["test_accuracy_diff_mean"], row["p_value"]
-            verdict = verdict_word(diff, p)
-            p_text = "" if math.isnan(p) else f", p={p:.2g}"
-            parts.append(f"{row['method']} {verdict} ({diff * 100:+.2f} points at lr {row['learning_rate']:g}{p_text})")
+            where = f"at lr {float(row['learning_rate']):g}"
+            parts.append(f"{row['method']} {row['verdict']} ({100 * float(row['test_accuracy_diff_mean']):+.2f} points "
+                         f"{where}; {row['why']})")
+        edge = "*" if base["edge"] else ""
         lines.append(f"{optimizer}, each method at its own best learning rate (chosen on validation), test accuracy "
-                     f"against {base['method']} ({base['test_accuracy_mean']:.4f} at lr {base['learning_rate']:g}): "
-                     + ("; ".join(parts) if parts else "the only method trained"))
+                     f"against {base['method']} ({float(base['test_accuracy_mean']):.4f} at lr "
+                     f"{float(base['learning_rate']):g}{edge}): " + ("; ".join(parts) if parts else "the only method trained"))
+        lines += [f"{optimizer}, {row['method']}: the seeds split at lr {float(row['learning_rate']):g}: {row['per_seed']}"
+                  for row in block if row["per_seed"]]
     return lines

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import sys
 
+from fmnist import tables
 from fmnist.cli import common, report
 from fmnist.runtime import stop_on_signals
 
@@ -107,8 +108,7 @@ def compare_command(args) -> int:
     report.write_at_end(result.folder)
     print()
     print(format_table(result.summary))
-    print(f"\n±: half-width of the 95% Student-t interval across seeds; vs baseline: mean paired difference in "
-          f"test accuracy against {result.summary[0]['baseline']}, paired by seed, with the paired t-test's p-value")
+    print(f"\n{tables.LEGEND}")
     print(f"files in {result.folder}: runs.csv, summary.csv, members.csv, history.csv, val_accuracy.png, loss.png, "
           "report.html, tensorboard/, one folder per run")
     return 0
@@ -120,8 +120,11 @@ normalization help when every method gets its own best learning rate?
 Members that share an optimizer train together in one compiled program (jax.vmap over the member
 axis, sharded over every device: GPUs, or one CPU device per core; several hosts join with
 --coordinator-address/--num-processes/--process-id). The best rate of each method is chosen on
-validation accuracy, and reported on test accuracy with a paired t-test (paired by seed) against
-the baseline at its own best rate.
+validation accuracy among the rates where it learned, and reported on test accuracy with a paired
+t-test (paired by seed) against the baseline at its own best rate. A best rate on the edge of the
+rates tried is extended by half-decades (--extend-grid); one still on the edge gets no verdict, and
+so does a method that learned at no rate. With fewer than 3 paired seeds, or seeds too few to have
+detected a 1-point difference, the verdict is "inconclusive".
 
 Writes members.csv, history.csv, summary.csv, best.csv, heatmap-<optimizer>.png,
 curves-<optimizer>.png, report.html, tensorboard/ (events of each member), and a run folder with the
@@ -139,6 +142,10 @@ def _sweep_parser(commands) -> None:
     sweep.add_argument("--learning-rates", metavar="RATES",
                        help="comma-separated learning rates (default " + ",".join(f"{r:g}" for r in defaults.learning_rates) + ")")
     sweep.add_argument("--optimizers", help=f"comma-separated, from {', '.join(OPTIMIZERS)} (default {','.join(defaults.optimizers)})")
+    sweep.add_argument("--extend-grid", type=int, metavar="N",
+                       help="when a method's best rate is the lowest or highest it tried, train it at the next "
+                       f"half-decade beyond, up to N times per side (default {defaults.extend_grid}; 0: only flag the "
+                       "edge, which gets no verdict)")
     sweep.add_argument("--seeds", type=int, help=f"seeds per cell: --seed, --seed+1, … (default {defaults.seeds})")
     sweep.add_argument("--seed", type=int, help=f"the first seed (default {defaults.seed})")
     sweep.add_argument("--epochs", type=int, help=f"default {defaults.epochs}")
@@ -164,7 +171,7 @@ def _sweep_parser(commands) -> None:
 
 
 SWEEP_SETTINGS = ("methods", "learning_rates", "optimizers", "seeds", "seed", "epochs", "batch_size", "valid_size",
-                  "baseline", "save_models", "members_per_program", "data_dir")
+                  "baseline", "save_models", "members_per_program", "extend_grid", "data_dir")
 
 
 def sweep_command(args) -> int:
@@ -206,8 +213,8 @@ def sweep_command(args) -> int:
         report.write_at_end(result.folder)
         print()
         print(format_best(best))
-        print("\n±: half-width of the 95% Student-t interval across seeds; best rate: the highest mean final "
-              "val_accuracy among the rates where no seed diverged")
+        print(f"\n{tables.LEGEND}; best rate: the highest mean final val_accuracy among the rates where no seed "
+              "diverged and one learned")
         for line in answer(best):
             print(f"answer: {line}")
         print(f"files in {result.folder}: members.csv, history.csv, summary.csv, best.csv, "

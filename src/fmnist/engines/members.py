@@ -84,17 +84,26 @@ def _functions(optimizer: str):
     return model, steps, evaluate, keep
 
 
+METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
+
+
 class MembersEngine:
-    """Trains ``members`` (sharing ``optimizer``) epoch by epoch; metrics come back as arrays by member."""
+    """Trains ``members`` (sharing ``optimizer``) epoch by epoch; metrics come back as arrays by member.
+
+    The program's rows are its living members in member order, padded to whole devices by repeating the
+    last (``layout``). In one process, a member that diverges leaves the program: its last finite state
+    is kept on the host and the living are laid out again, so it costs nothing from then on (a compiled
+    program per row count, which is a multiple of the devices). With several processes a member would have
+    to move between them, so there the layout stays and a diverged member is only frozen.
+    """
 
     name = "members"
 
     def __init__(self, optimizer: str, members: list[Member], stats: dict[str, dict], splits, batch_size: int,
-                 progress, device_mesh: Mesh | None = None):
+                 progress, device_mesh: Mesh | None = None, retire: bool | None = None):
         self.members, self.batch_size, self.progress = members, batch_size, progress
         self.mesh = device_mesh or mesh()
-        devices = self.mesh.devices.size
-        self.padded = -(-len(members) // devices) * devices  # a whole number of members per device
+        self.retires = jax.process_count() == 1 if retire is None else retire
         self.by_member = NamedSharding(self.mesh, PartitionSpec("members"))
         self.replicated = NamedSharding(self.mesh, PartitionSpec())
         self.model, self._steps, self._evaluate, self._keep = _functions(optimizer)
@@ -102,60 +111,73 @@ class MembersEngine:
         self.x, self.y = self._replicate(splits.x_train), self._replicate(splits.y_train.astype(np.int32))
         self.valid = tuple(self._replicate(array) for array in pad_blocks(splits.x_valid, splits.y_valid))
         self.test = tuple(self._replicate(array) for array in pad_blocks(splits.x_test, splits.y_test))
-        self._initial = _InitialState(optimizer, stats, members)
-        self.state = self._shard_members(self._initial.state)
         self.alive = np.ones(len(members), bool)
+        self.frozen: dict[int, dict[str, np.ndarray]] = {}  # a member that left the program -> its named arrays
+        self._lay_out(np.arange(len(members)))
+        initial = _InitialState(optimizer, stats, members)
+        self.state = self._shard_members(initial.state)
 
     # -- placing arrays ------------------------------------------------------------------------------
+    def _lay_out(self, active: np.ndarray) -> None:
+        devices = self.mesh.devices.size
+        self.active = np.asarray(active, np.int64)
+        padded = -(-len(self.active) // devices) * devices
+        self.layout = np.concatenate([self.active, np.repeat(self.active[-1:], padded - len(self.active))])
+
     def _replicate(self, array: np.ndarray):
         return jax.make_array_from_callback(array.shape, self.replicated, lambda index: array[index])
 
     def _shard_members(self, make):
-        """A member-sharded global array from ``make(rows)``, which builds the rows (a slice of members)
-        this process holds; or a tree of them when ``make`` is a tree of such functions."""
+        """A row-sharded global array from ``make(members)``, which builds the rows of those members (an
+        array of member indices, in layout order); or a tree of them when ``make`` is a tree of such
+        functions. Each process builds only the rows on its own devices."""
         def place(make_rows):
-            first = make_rows(slice(0, 1))
-            shape = (self.padded, *first.shape[1:])
+            first = make_rows(self.layout[:1])
+            shape = (len(self.layout), *first.shape[1:])
 
             def rows(index):
-                wanted = index[0]
-                start, stop, _ = wanted.indices(self.padded)
-                real = np.minimum(np.arange(start, stop), len(self.members) - 1)  # padding repeats the last
-                block = make_rows(slice(int(real[0]), int(real[-1]) + 1))
-                return block[real - real[0]][(slice(None), *index[1:])]
+                start, stop, _ = index[0].indices(len(self.layout))
+                return make_rows(self.layout[start:stop])[(slice(None), *index[1:])]
 
             return jax.make_array_from_callback(shape, self.by_member, rows)
 
         return jax.tree.map(place, make, is_leaf=callable)
 
     def gather(self, array) -> np.ndarray:
-        """A member-sharded array on every process, the padding dropped."""
+        """A row-sharded array of values by member (NaN for members out of the program), on every process."""
         if jax.process_count() > 1:
             array = multihost_utils.process_allgather(array, tiled=True)
-        return np.asarray(array)[: len(self.members)]
+        values = np.full(len(self.members), np.nan)
+        values[self.active] = np.asarray(array)[: len(self.active)]
+        return values
 
     def local_members(self) -> list[int]:
-        """Indices of the (real) members whose state lives on this process's devices."""
+        """Indices of the members whose state this process holds (the program's rows on its devices, and
+        the members that left it)."""
         first = jax.tree.leaves(self.state)[0]
-        owned = set()
+        owned = set(self.frozen)
         for shard in first.addressable_shards:
-            start, stop, _ = shard.index[0].indices(self.padded)
-            owned.update(range(start, min(stop, len(self.members))))
+            start, stop, _ = shard.index[0].indices(len(self.layout))
+            owned.update(self.layout[start:min(stop, len(self.active))].tolist())
         return sorted(owned)
 
     # -- training ------------------------------------------------------------------------------------
     def _orders(self, epoch: int):
-        seeds = [member.seed for member in self.members]
-        return lambda rows: np.stack([batches.shuffle_order(seed, epoch, self.count) for seed in seeds[rows]]).astype(np.int32)
+        return lambda rows: np.stack([batches.shuffle_order(self.members[m].seed, epoch, self.count)
+                                      for m in rows]).astype(np.int32)
 
     def train_epoch(self, epoch: int) -> dict[str, np.ndarray]:
-        """One epoch for every member; returns loss, accuracy, val_loss, val_accuracy by member.
+        """One epoch for every member in the program; returns loss, accuracy, val_loss, val_accuracy by
+        member (NaN for those no longer in it).
 
-        A member with a non-finite value among them is frozen from here on (``alive`` turns False).
+        A member with a non-finite value among them is frozen from here on (``alive`` turns False) and,
+        in one process, leaves the program.
         """
+        if not len(self.active):  # every member diverged: nothing to compute
+            return {key: np.full(len(self.members), np.nan) for key in METRICS}
         orders = self._shard_members(self._orders(epoch))
         self.progress.start(epoch, batches.steps_per_epoch(self.count, self.batch_size))
-        zeros = self._shard_members(lambda rows: np.zeros(len(self.alive[rows]), np.float32))
+        zeros = self._shard_members(lambda rows: np.zeros(len(rows), np.float32))
         state, sums, done = self.state, (zeros, zeros.astype(jnp.int32)), 0
         for chunk in batches.chunks(orders, self.batch_size, self.progress.live):
             state, sums = self._steps(state, sums, self.x, self.y, chunk)
@@ -166,39 +188,79 @@ class MembersEngine:
         val_loss, val_accuracy = self._evaluate(state, *self.valid)
         loss_sum, correct = (self.gather(value) for value in sums)
         metrics = {
-            "loss": loss_sum.astype(np.float64) / self.count,
+            "loss": loss_sum / self.count,
             "accuracy": correct / self.count,
-            "val_loss": self.gather(val_loss).astype(np.float64),
-            "val_accuracy": self.gather(val_accuracy).astype(np.float64),
+            "val_loss": self.gather(val_loss),
+            "val_accuracy": self.gather(val_accuracy),
         }
         self.alive &= np.all([np.isfinite(values) for values in metrics.values()], axis=0)
         self.state = self._keep(self._shard_members(lambda rows: self.alive[rows]), state, self.state)
+        if self.retires and not self.alive[self.active].all():
+            self._retire()
         return metrics
 
+    def _retire(self) -> None:
+        """Move the members that diverged out of the program: keep their state on the host, and lay out
+        the living members again (one process holds every row)."""
+        host = self._host_rows()
+        position = {member: row for row, member in enumerate(self.layout[: len(self.active)].tolist())}
+        for member in self.active[~self.alive[self.active]].tolist():
+            self.frozen[member] = {key: values[position[member]] for key, values in host.items()}
+        self._lay_out(self.active[self.alive[self.active]])
+        self._set_rows({member: {key: values[position[member]] for key, values in host.items()}
+                        for member in self.active.tolist()})
+
     def test_metrics(self) -> dict[str, np.ndarray]:
+        if not len(self.active):
+            return {key: np.full(len(self.members), np.nan) for key in ("test_loss", "test_accuracy")}
         loss, accuracy = self._evaluate(self.state, *self.test)
-        return {"test_loss": self.gather(loss).astype(np.float64), "test_accuracy": self.gather(accuracy).astype(np.float64)}
+        return {"test_loss": self.gather(loss), "test_accuracy": self.gather(accuracy)}
 
     # -- state for checkpoints and saved models ------------------------------------------------------
+    def _keys(self) -> list[str]:
+        return [f"{group}_{index}" for group, values in zip(("trainable", "non_trainable", "optimizer"), self.state)
+                for index in range(len(values))]
+
+    def _host_rows(self) -> dict[str, np.ndarray]:
+        """Each variable's rows on this process's devices, in layout order (the padding dropped)."""
+        owned = [member for member in self.layout[: len(self.active)].tolist()]
+        rows = [_local_rows(value, list(range(len(owned))), len(self.layout)) for value in jax.tree.leaves(self.state)]
+        return dict(zip(self._keys(), rows))
+
     def local_state(self) -> dict[str, np.ndarray]:
-        """This process's members' variables as named host arrays (member axis first), for a checkpoint."""
+        """This process's members' variables as named host arrays (member axis first, in the order of
+        ``local_members``), for a checkpoint."""
         owned = self.local_members()
+        living = {member: row for row, member in enumerate(self.layout[: len(self.active)].tolist())}
+        in_program = [member for member in owned if member in living]
+        rows = {}
+        if in_program:
+            leaves = jax.tree.leaves(self.state)
+            rows = {key: _local_rows(value, [living[m] for m in in_program], len(self.layout))
+                    for key, value in zip(self._keys(), leaves)}
         arrays = {}
-        for group, values in zip(("trainable", "non_trainable", "optimizer"), self.state):
-            for index, value in enumerate(values):
-                arrays[f"{group}_{index}"] = _local_rows(value, owned, self.padded)
+        for key in self._keys():
+            taken = iter(rows[key]) if rows else iter(())
+            arrays[key] = np.stack([self.frozen[m][key] if m in self.frozen else next(taken) for m in owned]) \
+                if owned else np.zeros((0,), np.float32)
         return arrays
 
     def load_state(self, arrays_by_member: dict[int, dict[str, np.ndarray]], alive: np.ndarray) -> None:
         """Replace the state with saved values: ``arrays_by_member[m]`` holds member m's named arrays."""
-        def make(group, index):
-            key = f"{group}_{index}"
-            return lambda rows: np.stack([arrays_by_member[m][key] for m in range(rows.start, rows.stop)])
-
-        groups = ("trainable", "non_trainable", "optimizer")
-        self.state = self._shard_members(tuple(
-            [make(group, index) for index in range(len(values))] for group, values in zip(groups, self.state)))
         self.alive = np.array(alive, bool)
+        if self.retires:
+            self.frozen = {m: arrays for m, arrays in arrays_by_member.items() if not self.alive[m]}
+            self._lay_out(np.flatnonzero(self.alive))
+        self._set_rows(arrays_by_member)
+
+    def _set_rows(self, arrays_by_member: dict[int, dict[str, np.ndarray]]) -> None:
+        if not len(self.active):
+            return
+        def make(key):
+            return lambda rows: np.stack([arrays_by_member[m][key] for m in rows])
+
+        keys = iter(self._keys())
+        self.state = self._shard_members(tuple([make(next(keys)) for _ in values] for values in self.state))
 
     def member_state(self, arrays: dict[str, np.ndarray], row: int) -> tuple[list, list, list]:
         """One member's (trainable, non_trainable, optimizer) values from ``local_state``-style arrays."""
@@ -218,7 +280,7 @@ def _local_rows(array, owned: list[int], padded: int) -> np.ndarray:
 
 
 class _InitialState:
-    """Each member's starting variables, as functions of a slice of members (for ``_shard_members``).
+    """Each member's starting variables, as functions of member indices (for ``_shard_members``).
 
     Weights: ``keras.utils.set_random_seed(seed)`` then the model is built, as ``fmnist train`` does, so
     a member starts where the run with its seed starts (one build per distinct seed). Normalization:
@@ -251,13 +313,13 @@ class _InitialState:
         )
 
     def _trainable(self, index):
-        return lambda rows: np.stack([self._weights[member.seed][index] for member in self.members[rows]])
+        return lambda rows: np.stack([self._weights[self.members[m].seed][index] for m in rows])
 
     def _non_trainable(self, name):
-        return lambda rows: np.stack([self._settings[member.method][name] for member in self.members[rows]])
+        return lambda rows: np.stack([self._settings[self.members[m].method][name] for m in rows])
 
     def _optimizer(self, index, name):
         if name == "learning_rate":
-            return lambda rows: np.array([member.learning_rate for member in self.members[rows]], np.float32)
+            return lambda rows: np.array([self.members[m].learning_rate for m in rows], np.float32)
         value = self._optimizer_values[index]
-        return lambda rows: np.repeat(value[None], len(self.members[rows]), axis=0)
+        return lambda rows: np.repeat(value[None], len(rows), axis=0)
