@@ -143,5 +143,6 @@ def small_results(tmp_path_factory) -> Results:
         assert main(["compare", "--resume", str(compare)]) == 0
 
     assert main(["sweep", "--methods", "none,standard", "--learning-rates", "0.01,0.1", "--optimizers", "sgd",
-                 "--seeds", "1", "--epochs", "2", "--valid-size", "100", *data, "--output-dir", str(sweep)]) == 0
+                 "--seeds", "1", "--epochs", "2", "--valid-size", "100", "--extend-grid", "0", *data,
+                 "--output-dir", str(sweep)]) == 0
     return Results(root, run, compare, sweep, data, seen)

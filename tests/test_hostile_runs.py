@@ -11,6 +11,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import tiny_images, write_idx
@@ -251,3 +252,19 @@ def test_odd_option_values_get_one_line_and_create_nothing(tmp_path, capsys, mon
                 assert code == 2, (command, option, value, err)
                 assert err.count("\n") == 1 or err.startswith("usage: "), (command, option, value, err)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["$$", "$x^2$", "a$b_c", "\\$\\frac{1}{", "100%$"])
+def test_names_that_look_like_tex_are_drawn_as_written(setup, tmp_path, name):
+    """matplotlib's mathtext would parse a '$' in a run name or file name (and fail after training): every
+    figure draws text as written. Train, resume and a predict sheet, each with such names."""
+    root, args = setup
+    out = tmp_path / "run"
+    assert main(["train", *args, "--name", name, "--output-dir", str(out)]) == 0
+    assert (out / "learning_curves.png").stat().st_size and (out / "metrics.json").is_file()
+    assert main(["train", "--resume", str(out), "--epochs", "2", "--quiet"]) == 0
+    picture = tmp_path / f"{name.replace('/', '_')}.npy"
+    np.save(picture, tiny_images(1, seed=3)[0][0])
+    sheet = tmp_path / "sheet.png"
+    assert main(["predict", str(root / "A"), str(picture), "--sheet", str(sheet)]) == 0
+    assert sheet.stat().st_size

@@ -4,7 +4,6 @@ the network off shows it whole at a laptop's and a phone's width. And the figure
 from the data."""
 
 import io
-import math
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -133,7 +132,7 @@ def test_reports_in_a_browser_offline_at_laptop_and_phone_widths(small_results, 
         small_results.compare: (2, {"answer-table": 2, "members": 4}),
         small_results.sweep: (2, {"answer-table": 2, "cells": 4, "members": 4}),
     }
-    for folder, (pictures, tables) in expected.items():
+    for folder, (pictures, row_counts) in expected.items():
         for width, height in ((1280, 800), (390, 844)):
             browser.set_window_size(width, height)
             browser.get((folder / "report.html").as_uri())
@@ -143,7 +142,7 @@ def test_reports_in_a_browser_offline_at_laptop_and_phone_widths(small_results, 
             rows = browser.execute_script(
                 "return Object.fromEntries(Array.from(document.querySelectorAll('table[id]'))"
                 ".map(t => [t.id, t.tBodies[0].rows.length]))")
-            assert rows == tables, folder
+            assert rows == row_counts, folder
             wide = browser.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
             assert wide <= 0, (folder, width, wide)  # wide tables scroll in their own box, not the page
             screenshot = Image.open(io.BytesIO(browser.get_screenshot_as_png())).convert("L")

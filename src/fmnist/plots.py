@@ -6,6 +6,7 @@ read plain rows (history dicts, arrays), never a live model.
 
 from __future__ import annotations
 
+import functools
 import textwrap
 import warnings
 from pathlib import Path
@@ -17,11 +18,25 @@ from fmnist import CLASS_NAMES, artifacts
 HISTORY_SERIES = ("loss", "accuracy", "val_loss", "val_accuracy")
 
 
+def _plain_text(function):
+    """Draw with matplotlib's mathtext off: run names and file names go into titles and captions as written
+    (a '$' in a name is a dollar sign, not the start of TeX that fails to parse)."""
+    @functools.wraps(function)
+    def plain(*args, **kwargs):
+        import matplotlib
+
+        with matplotlib.rc_context({"text.parse_math": False}):
+            return function(*args, **kwargs)
+
+    return plain
+
+
 def _save(figure, path: Path) -> None:
     figure.tight_layout()
     artifacts.write_with(path, lambda temporary: figure.savefig(temporary, dpi=100, format="png"))
 
 
+@_plain_text
 def plot_learning_curves(history: list[dict], path: Path, title: str = "") -> None:
     """The tutorial's plot: the four history series, grid on, y from 0 to 1."""
     from matplotlib.figure import Figure
@@ -106,6 +121,7 @@ def _epoch_axis(axes) -> None:
     axes.grid(True)
 
 
+@_plain_text
 def plot_across_seeds(histories: dict[str, list[list[dict]]], series, path: Path):
     """``series``: one name, or several for panels one above the other (e.g. training and validation
     loss); each panel's axes come from the data (_band_panel). Returns the figure."""
@@ -121,6 +137,7 @@ def plot_across_seeds(histories: dict[str, list[list[dict]]], series, path: Path
     return figure
 
 
+@_plain_text
 def plot_heatmap(summary: list[dict], optimizer: str, methods, best: list[dict], path: Path):
     """Mean final val_accuracy per method x learning rate (every rate any method tried) for one optimizer.
     The colours span the cells that learned; cells stuck at chance fall below the scale (pale red),
@@ -179,6 +196,7 @@ def _hatch(column: int, row: int):
     return Rectangle((column - 0.5, row - 0.5), 1, 1, fill=False, hatch="//", edgecolor="red", linewidth=0)
 
 
+@_plain_text
 def plot_best_curves(histories: dict[str, list[list[dict]]], labels: dict[str, str], optimizer: str, path: Path):
     """Each method at its best learning rate: the tutorial's four series per epoch, band across seeds,
     each panel's axes from the data."""
@@ -194,6 +212,7 @@ def plot_best_curves(histories: dict[str, list[list[dict]]], labels: dict[str, s
     return figure
 
 
+@_plain_text
 def plot_confusion(labels: np.ndarray, predicted: np.ndarray, path: Path) -> None:
     """Rows normalized (each true class sums to 1), class names on both axes."""
     from matplotlib.figure import Figure
@@ -218,6 +237,7 @@ def plot_confusion(labels: np.ndarray, predicted: np.ndarray, path: Path) -> Non
     _save(figure, path)
 
 
+@_plain_text
 def plot_mistakes(images, labels, probabilities, path: Path, count: int = 24) -> int:
     """A grid of the most confident errors with true and predicted names; returns how many are shown."""
     from matplotlib.figure import Figure
@@ -240,6 +260,7 @@ def plot_mistakes(images, labels, probabilities, path: Path, count: int = 24) ->
     return len(wrong)
 
 
+@_plain_text
 def plot_samples(images: np.ndarray, labels: np.ndarray, path: Path, per_class: int = 8) -> None:
     """The first ``per_class`` images of each class, one row per class, its name on the left."""
     from matplotlib.figure import Figure
@@ -261,6 +282,7 @@ def plot_samples(images: np.ndarray, labels: np.ndarray, path: Path, per_class: 
     _save(figure, path)
 
 
+@_plain_text
 def plot_sheet(items, results: list[dict], path: Path, limit: int, columns: int) -> None:
     """``fmnist predict --sheet``: each picture beside its 28x28 input, predicted class and top 3, errors
     and warnings in red."""

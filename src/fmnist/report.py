@@ -11,6 +11,7 @@ settings and library versions. One self-contained file (htmlpage.py): no script,
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 from fmnist import __version__, artifacts, runs, stats, tables, tensorboard
@@ -212,9 +213,10 @@ def _study_answer(folder: Path, study: dict, best: list[dict]) -> str:
         css, words = verdict(row)
         edge = f", the {row['edge']} tried" if row["edge"] else ""
         where = f" ({text(row['optimizer'])}, best rate {_rate(row['learning_rate'])}{edge})" if kind == "sweep" else ""
+        measured = row["failed"] not in ("", None) and math.isfinite(float(row["test_accuracy_mean"]))
         failed = (f"; {integer(row['failed'])} of {integer(row['members'])} runs stuck at chance or diverged"
-                  if row["learning_rate"] != "" and row["failed"] not in ("", "0", 0) else "")
-        accuracy = "" if row["learning_rate"] == "" else f", test accuracy {_intervals(row)['test']}"
+                  if measured and float(row["failed"]) else "")
+        accuracy = f", test accuracy {_intervals(row)['test']}" if measured else ""
         split = f" <small>Seeds split: {text(row['per_seed'])}.</small>" if row.get("per_seed") else ""
         sentences.append(f'<li><strong>{text(row["method"])}</strong>{where}: <span class="{css}">{text(words)}</span>'
                          f"{accuracy}{failed}{split}</li>")

@@ -159,6 +159,10 @@ def best_rows(rows: list[dict], summary: list[dict], methods, optimizers, baseli
                 "members": 0, "failed": "", "pairs": 0, "per_seed": "", "run_dir": "",
                 "baseline_learning_rate": reference["learning_rate"] if reference else ""}
             if cell is None:
+                tried = _tried(summary, method, optimizer)
+                if len(tried) == 1:  # one rate (a comparison): its numbers, though they are no best rate
+                    entry |= {key: tried[0][key] for key in BEST_COLUMNS[6:13]} | {
+                        "members": tried[0]["members"], "failed": tried[0]["stuck"] + tried[0]["diverged"]}
                 best.append(entry | {"verdict": "no rate learned", "why": no_rate_hint(summary, method, optimizer)})
                 continue
             mine = cell_rows(method, optimizer, cell["learning_rate"])
