@@ -225,6 +225,8 @@ def test_diverged_members_leave_the_program_and_nothing_else_changes(tiny_dir):
 @pytest.mark.parametrize("options, message", [
     (["--learning-rates", "0.1,fast"], "--learning-rates '0.1,fast': 'fast' is not a number"),
     (["--learning-rates", "0.1,-1"], "--learning-rates: -1.0 is not a positive finite number"),
+    (["--learning-rates", "0.1,1e-400"], "'1e-400' is beyond the range of a float"),  # not "0.0 is not positive"
+    (["--learning-rates", "1e999"], "'1e999' is beyond the range of a float"),
     (["--learning-rates", "0.1,0.1"], "--learning-rates: a value is named twice"),
     (["--optimizers", "sgd,rmsprop"], "unknown optimizer 'rmsprop'"),
     (["--methods", "none,rescale", "--baseline", "standard"], "--baseline 'standard' is not among --methods"),

@@ -26,7 +26,7 @@ import numpy as np
 from fmnist.errors import DataError
 from fmnist.limits import MAX_DATASET_FILE_BYTES as MAX_DECOMPRESSED  # stops a hostile gzip inflating without bound
 
-# name -> (sha256 of the decompressed IDX file, its size in bytes), from DESIGN.md.
+# name -> (sha256 of the decompressed IDX file, its size in bytes): the Fashion-MNIST release's content.
 PINNED = {
     "train-images-idx3-ubyte": ("c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888", 47_040_016),
     "train-labels-idx1-ubyte": ("bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9", 60_008),

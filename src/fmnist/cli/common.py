@@ -88,9 +88,14 @@ def split(text: str, option: str, convert=str) -> tuple:
         if not part:
             continue
         try:
-            values.append(convert(part))
+            value = convert(part)
         except ValueError:
             raise usage(f"{option} {text!r}: {part!r} is not a number") from None
+        mantissa = part.lower().split("e")[0]
+        if convert is float and (value == 0 and any(digit in mantissa for digit in "123456789")
+                                 or value in (float("inf"), float("-inf")) and "inf" not in part.lower()):
+            raise usage(f"{option} {text!r}: {part!r} is beyond the range of a float")  # 1e-400 or 1e999, as typed
+        values.append(value)
     return tuple(values)
 
 
