@@ -217,6 +217,8 @@ def sweep_command(args) -> int:
               "diverged and one learned")
         for line in answer(best):
             print(f"answer: {line}")
+        kept = sum(1 for row in result.rows if row["run_dir"])
         print(f"files in {result.folder}: members.csv, history.csv, summary.csv, best.csv, "
-              + ", ".join(f"heatmap-{o}.png, curves-{o}.png" for o in config.optimizers))
+              + ", ".join(f"heatmap-{o}.png, curves-{o}.png" for o in config.optimizers)
+              + f", report.html, tensorboard/, {kept} run folder{'s' * (kept != 1)} with a model (best.csv's run_dir)")
     return 0
