@@ -1,4 +1,4 @@
-"""What TensorBoard event files cost a study: the default sweep's 810 members, 10 epochs.
+"""What TensorBoard event files cost a study: the default sweep's members (990), 10 epochs.
 
 Times the three writes of fmnist.tensorboard for every member, in a temporary folder: the rewrite when
 a program starts (or resumes), the append after each epoch's checkpoint, and the rewrite with status

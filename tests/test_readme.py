@@ -35,8 +35,8 @@ SKIPPED = {  # a block's first command: why the test does not run it
                 "make test would run this suite inside itself; CI runs make test",
     "$ fmnist compare --methods none,rescale,standard,per-pixel --seeds 3 --epochs 10 --output-dir runs/compare-readme":
         "12 ten-epoch runs, about 2.5 minutes on 2 cores; tests/test_compare.py runs compare on tiny data",
-    "$ fmnist sweep --output-dir runs/sweep-default":
-        "810 members, hours on 2 cores; tests/test_sweep.py and tests/test_sweep_processes.py run sweeps on tiny data",
+    "$ fmnist sweep --output-dir runs/sweep":
+        "990 members, an hour on 2 cores; tests/test_sweep.py and tests/test_sweep_processes.py run sweeps on tiny data",
     "fmnist sweep --methods none,rescale,standard --learning-rates 0.1,0.01,0.001 --optimizers sgd --seeds 2 --epochs 2":
         "the same command runs on the real data in tests/test_integration.py (test_the_sweep_of_the_issue_on_the_real_data)",
     "fmnist sweep --output-dir /shared/runs/study --coordinator-address hostA:12355 --num-processes 2 --process-id 0":
