@@ -222,27 +222,22 @@ class MembersEngine:
                 for index in range(len(values))]
 
     def _host_rows(self) -> dict[str, np.ndarray]:
-        """Each variable's rows on this process's devices, in layout order (the padding dropped)."""
-        owned = [member for member in self.layout[: len(self.active)].tolist()]
-        rows = [_local_rows(value, list(range(len(owned))), len(self.layout)) for value in jax.tree.leaves(self.state)]
-        return dict(zip(self._keys(), rows))
+        """Each variable's rows in layout order, the padding dropped (one process: it holds them all)."""
+        rows = list(range(len(self.active)))
+        leaves = jax.tree.leaves(self.state)
+        return {key: _local_rows(value, rows, len(self.layout)) for key, value in zip(self._keys(), leaves)}
 
     def local_state(self) -> dict[str, np.ndarray]:
         """This process's members' variables as named host arrays (member axis first, in the order of
-        ``local_members``), for a checkpoint."""
+        ``local_members``), for a checkpoint: the program's rows, and the members that left it."""
         owned = self.local_members()
         living = {member: row for row, member in enumerate(self.layout[: len(self.active)].tolist())}
-        in_program = [member for member in owned if member in living]
-        rows = {}
-        if in_program:
-            leaves = jax.tree.leaves(self.state)
-            rows = {key: _local_rows(value, [living[m] for m in in_program], len(self.layout))
-                    for key, value in zip(self._keys(), leaves)}
+        in_program = [living[member] for member in owned if member not in self.frozen]
         arrays = {}
-        for key in self._keys():
-            taken = iter(rows[key]) if rows else iter(())
-            arrays[key] = np.stack([self.frozen[m][key] if m in self.frozen else next(taken) for m in owned]) \
-                if owned else np.zeros((0,), np.float32)
+        for key, value in zip(self._keys(), jax.tree.leaves(self.state)):
+            taken = iter(_local_rows(value, in_program, len(self.layout)))
+            rows = [self.frozen[member][key] if member in self.frozen else next(taken) for member in owned]
+            arrays[key] = np.stack(rows) if rows else _local_rows(value, [], len(self.layout))
         return arrays
 
     def load_state(self, arrays_by_member: dict[int, dict[str, np.ndarray]], alive: np.ndarray) -> None:
