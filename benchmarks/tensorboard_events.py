@@ -15,7 +15,7 @@ from pathlib import Path
 
 from fmnist import tensorboard
 from fmnist.config import SweepConfig
-from fmnist.sweep import members_of
+from fmnist.grid import members_of
 
 
 def main(repeats: int = 3) -> None:

@@ -314,7 +314,7 @@ def test_best_rate_is_chosen_on_validation_and_tested_on_test_paired_by_seed():
 def test_programs_are_cut_to_what_memory_allows(monkeypatch):
     from fmnist.config import SweepConfig
     from fmnist.engines import members as members_module
-    from fmnist.sweep import members_of, plan_programs
+    from fmnist.grid import members_of, plan_programs
 
     config = SweepConfig(methods=("standard", "rescale"), learning_rates=(0.1, 0.01, 0.001), optimizers=("sgd", "adam"),
                          seeds=2)

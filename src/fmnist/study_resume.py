@@ -7,13 +7,10 @@ new seeds train as new programs; the recorded ones keep their progress, states a
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
 
 from fmnist.config import SweepConfig
 from fmnist.errors import UsageError
-
-if TYPE_CHECKING:
-    from fmnist.sweep import StudyMember
+from fmnist.grid import StudyMember, members_of, plan_programs
 
 
 def resumed_programs(recorded: dict, config: SweepConfig, kind: str, members: list[StudyMember]) -> list[dict]:
@@ -22,8 +19,6 @@ def resumed_programs(recorded: dict, config: SweepConfig, kind: str, members: li
     Adding seeds renumbers the members (the grid's order ends with the seed), so the recorded programs'
     member indices are mapped through each member's settings; their progress and states are positional
     within the program and stay valid."""
-    from fmnist.sweep import members_of, plan_programs
-
     settings = {key: tuple(value) if isinstance(value, list) else value for key, value in recorded["settings"].items()}
     before = SweepConfig(**settings)
     ignored = {"seeds", "data_dir"}
