@@ -45,6 +45,13 @@ def test_the_sweep_of_the_issue_on_the_real_data(tmp_path, real_dir, capsys):
     best = {row["method"]: row for row in csv.DictReader(open(out / "best.csv"))}
     assert 0.80 < float(best["standard"]["test_accuracy_mean"]) < 0.90  # two epochs at its best rate
     assert float(best["none"]["test_accuracy_mean"]) < float(best["standard"]["test_accuracy_mean"])
+    # two seeds carry no verdict, and every interval lies inside 0..1
+    assert "no significant difference" not in printed
+    assert {row["verdict"] for name, row in best.items() if name != "standard"} <= {"inconclusive", "not judged"}
+    for row in csv.DictReader(open(out / "summary.csv")):
+        bounds = [float(row[key]) for key in ("val_accuracy_low", "val_accuracy_high", "test_accuracy_low",
+                                              "test_accuracy_high") if row[key] != "nan"]
+        assert all(0 <= bound <= 1 for bound in bounds), row
 
 
 def test_the_tutorial_member_agrees_with_fmnist_train(tmp_path, real_dir):
