@@ -190,9 +190,11 @@ def test_live_chunks_give_the_same_members(tiny_dir):
         np.testing.assert_array_equal(a, b)
 
 
-def test_diverged_members_leave_the_program_and_nothing_else_changes(tiny_dir):
-    """Retiring a diverged member (its rows leave the compiled program) changes no other member's numbers:
-    every epoch's metrics and every saved state equal those of a program that keeps computing it."""
+def test_diverged_members_leave_the_program_and_the_others_go_on_alike(tiny_dir):
+    """Retiring a diverged member (its rows leave the compiled program) leaves the other members' numbers:
+    every epoch's metrics and every saved state as in a program that keeps computing it (equal here; with
+    another row count per device XLA may pick other kernels, so the last bits are not promised), and the
+    diverged members' last finite states exactly."""
     splits = data.split(data.load(tiny_dir, verify=False), 100)
     members = [Member("standard", 0.05, 0), Member("none", 1e3, 1), Member("none", 1e3, 2), Member("rescale", 0.05, 3),
                Member("per-image", 0.05, 4)]  # two diverge in epoch 1: the program goes from 6 rows to 4
@@ -207,13 +209,15 @@ def test_diverged_members_leave_the_program_and_nothing_else_changes(tiny_dir):
     assert list(alive) == list(kept_alive) == [True, False, False, True, True]
     assert (kept_rows, rows) == (6, 4)
     living = np.flatnonzero(alive)
-    for ours, theirs in zip(epochs, kept_epochs):
+    for number, (ours, theirs) in enumerate(zip(epochs, kept_epochs), 1):
         for key in ours:
-            np.testing.assert_array_equal(ours[key][living], theirs[key][living])
+            np.testing.assert_allclose(ours[key][living], theirs[key][living], rtol=0, atol=1e-6)
+            assert number == 1 or np.isnan(ours[key][~alive]).all()  # out of the program: nothing computed
     for key in test:
-        np.testing.assert_array_equal(test[key][living], kept_test[key][living])
-    for key in state:  # the diverged members keep their last finite state in both
-        np.testing.assert_array_equal(state[key], kept_state[key])
+        np.testing.assert_allclose(test[key][living], kept_test[key][living], rtol=0, atol=1e-6)
+    for key in state:
+        np.testing.assert_allclose(state[key][living], kept_state[key][living], rtol=0, atol=1e-5)
+        np.testing.assert_array_equal(state[key][~alive], kept_state[key][~alive])  # the last finite state
     restored = MembersEngine("sgd", members, stats, splits, 32, Progress(1, stream=io.StringIO(), live=False))
     restored.load_state({m: {key: values[m] for key, values in state.items()} for m in range(len(members))}, alive)
     assert len(restored.layout) == 4

@@ -91,19 +91,19 @@ class MembersEngine:
     """Trains ``members`` (sharing ``optimizer``) epoch by epoch; metrics come back as arrays by member.
 
     The program's rows are its living members in member order, padded to whole devices by repeating the
-    last (``layout``). In one process, a member that diverges leaves the program: its last finite state
-    is kept on the host and the living are laid out again, so it costs nothing from then on (a compiled
-    program per row count, which is a multiple of the devices). With several processes a member would have
-    to move between them, so there the layout stays and a diverged member is only frozen.
+    last (``layout``). A member that diverges leaves the program: its last finite state is kept on the
+    host and the living are gathered into a new layout, so it costs nothing from then on (a compiled
+    program per row count, which is a multiple of the devices). The living members' numbers are the
+    same, bit for bit, as when it stays (tested).
     """
 
     name = "members"
 
     def __init__(self, optimizer: str, members: list[Member], stats: dict[str, dict], splits, batch_size: int,
-                 progress, device_mesh: Mesh | None = None, retire: bool | None = None):
+                 progress, device_mesh: Mesh | None = None, retire: bool = True):
         self.members, self.batch_size, self.progress = members, batch_size, progress
         self.mesh = device_mesh or mesh()
-        self.retires = jax.process_count() == 1 if retire is None else retire
+        self.retires = retire
         self.by_member = NamedSharding(self.mesh, PartitionSpec("members"))
         self.replicated = NamedSharding(self.mesh, PartitionSpec())
         self.model, self._steps, self._evaluate, self._keep = _functions(optimizer)
@@ -152,10 +152,10 @@ class MembersEngine:
         return values
 
     def local_members(self) -> list[int]:
-        """Indices of the members whose state this process holds (the program's rows on its devices, and
-        the members that left it)."""
+        """Indices of the members whose state this process checkpoints: the program's rows on its devices,
+        and the members that left the program (every process holds those; member m is process m mod N's)."""
         first = jax.tree.leaves(self.state)[0]
-        owned = set(self.frozen)
+        owned = {member for member in self.frozen if member % jax.process_count() == jax.process_index()}
         for shard in first.addressable_shards:
             start, stop, _ = shard.index[0].indices(len(self.layout))
             owned.update(self.layout[start:min(stop, len(self.active))].tolist())
@@ -200,15 +200,19 @@ class MembersEngine:
         return metrics
 
     def _retire(self) -> None:
-        """Move the members that diverged out of the program: keep their state on the host, and lay out
-        the living members again (one process holds every row)."""
-        host = self._host_rows()
-        position = {member: row for row, member in enumerate(self.layout[: len(self.active)].tolist())}
-        for member in self.active[~self.alive[self.active]].tolist():
-            self.frozen[member] = {key: values[position[member]] for key, values in host.items()}
+        """Move the members that diverged out of the program. Their last finite state is copied to every
+        process (host arrays), and the living members' rows are gathered into the new layout on the
+        devices. Every process computes the same layout (the alive flags are gathered everywhere), so one
+        process with two devices and two processes with one device each lay out the members alike."""
+        row_of = {member: row for row, member in enumerate(self.layout[: len(self.active)].tolist())}
+        dead = self.active[~self.alive[self.active]].tolist()
+        copied = jax.tree.leaves(_take(self.state, [row_of[member] for member in dead], self.replicated))
+        for position, member in enumerate(dead):
+            self.frozen[member] = {key: np.asarray(leaf.addressable_data(0))[position]
+                                   for key, leaf in zip(self._keys(), copied)}
         self._lay_out(self.active[self.alive[self.active]])
-        self._set_rows({member: {key: values[position[member]] for key, values in host.items()}
-                        for member in self.active.tolist()})
+        if len(self.active):
+            self.state = _take(self.state, [row_of[member] for member in self.layout.tolist()], self.by_member)
 
     def test_metrics(self) -> dict[str, np.ndarray]:
         if not len(self.active):
@@ -220,12 +224,6 @@ class MembersEngine:
     def _keys(self) -> list[str]:
         return [f"{group}_{index}" for group, values in zip(("trainable", "non_trainable", "optimizer"), self.state)
                 for index in range(len(values))]
-
-    def _host_rows(self) -> dict[str, np.ndarray]:
-        """Each variable's rows in layout order, the padding dropped (one process: it holds them all)."""
-        rows = list(range(len(self.active)))
-        leaves = jax.tree.leaves(self.state)
-        return {key: _local_rows(value, rows, len(self.layout)) for key, value in zip(self._keys(), leaves)}
 
     def local_state(self) -> dict[str, np.ndarray]:
         """This process's members' variables as named host arrays (member axis first, in the order of
@@ -243,7 +241,7 @@ class MembersEngine:
     def load_state(self, arrays_by_member: dict[int, dict[str, np.ndarray]], alive: np.ndarray) -> None:
         """Replace the state with saved values: ``arrays_by_member[m]`` holds member m's named arrays."""
         self.alive = np.array(alive, bool)
-        if self.retires:
+        if self.retires:  # every process reads every process's file: each knows the members that left
             self.frozen = {m: arrays for m, arrays in arrays_by_member.items() if not self.alive[m]}
             self._lay_out(np.flatnonzero(self.alive))
         self._set_rows(arrays_by_member)
@@ -262,6 +260,13 @@ class MembersEngine:
         counts = [len(values) for values in self.state]
         return tuple([arrays[f"{group}_{i}"][row] for i in range(count)]
                      for group, count in zip(("trainable", "non_trainable", "optimizer"), counts))
+
+
+def _take(state, rows: list[int], sharding):
+    """``state``'s rows ``rows`` (a tree of row-sharded arrays), gathered by XLA into ``sharding``: rows
+    move between devices, and between processes when several share the mesh."""
+    index = np.asarray(rows, np.int32)
+    return jax.jit(lambda tree: jax.tree.map(lambda leaf: leaf[index], tree), out_shardings=sharding)(state)
 
 
 def _local_rows(array, owned: list[int], padded: int) -> np.ndarray:
