@@ -131,3 +131,17 @@ def test_help_lists_every_normalization(capsys):
     printed = capsys.readouterr().out
     for method in ("none", "rescale", "minmax", "standard", "per-pixel", "per-image"):
         assert re.search(rf"^  {method} +\S", printed, re.M)
+
+
+def test_version_lists_the_libraries_as_the_tutorial_does():
+    """`fmnist --version` as a user runs it: fmnist, Python, the backend and each library with its
+    version, one per line, without importing Keras or JAX."""
+    import importlib.metadata
+    import platform
+
+    done = subprocess.run([sys.executable, "-m", "fmnist", "--version"], capture_output=True, text=True, check=True)
+    lines = done.stdout.splitlines()
+    assert lines[:3] == [f"fmnist {importlib.metadata.version('fmnist')}", f"python {platform.python_version()}",
+                         "backend jax"]
+    for package in ("keras", "jax", "numpy", "scikit-learn", "matplotlib"):
+        assert f"{package} {importlib.metadata.version(package)}" in lines

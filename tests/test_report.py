@@ -116,10 +116,13 @@ def test_fmnist_report_writes_the_same_page_again_and_refuses_other_folders(smal
         assert main(["report", str(folder)]) == 0
         assert (folder / "report.html").read_bytes() == before  # from the folder's files, nothing else
     assert capsys.readouterr().out.splitlines()[-1] == f"wrote {small_results.sweep / 'report.html'}"
-    for target in (tmp_path, tmp_path / "missing"):
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"fmnist: error: {tmp_path}: not a run, comparison or sweep folder (no config.json or study.json)\n"
+    (tmp_path / "file").write_text("x")
+    for target, words in ((tmp_path / "missing", "no such folder"), (tmp_path / "file", "not a folder")):
         assert main(["report", str(target)]) == 2
-        err = capsys.readouterr().err
-        assert err == f"fmnist: error: {target}: not a run, comparison or sweep folder (no config.json or study.json)\n"
+        assert capsys.readouterr().err == f"fmnist: error: {target}: {words}\n"
 
 
 @pytest.mark.browser

@@ -123,6 +123,10 @@ def test_health_and_page(server):
     status, page, headers = server.call("/")
     assert status == 200 and 'id="file"' in page
     assert "script-src 'sha256-" in headers["content-security-policy"]  # only the page's own script runs
+    # a path with a trailing slash is not redirected: a redirect would name whatever host the client claimed
+    for path in ("/health/", "/predict/", "//health"):
+        status, answer, headers = server.call(path, headers={"Host": "evil.example"})
+        assert status == 404 and "location" not in {key.lower() for key in headers}, (path, status, headers)
 
 
 def test_uploads_answer_what_predict_prints(server, model_file, capsys):

@@ -33,6 +33,8 @@ def write_report(folder) -> Path:
         title, lead, sections = _study(folder, artifacts.read_json(folder / runs.STUDY_FILE))
     elif (folder / "config.json").is_file():
         title, lead, sections = _run(folder, artifacts.read_json(folder / "config.json"))
+    elif not folder.is_dir():
+        raise UsageError(f"{folder}: no such folder" if not folder.exists() else f"{folder}: not a folder")
     else:
         raise UsageError(f"{folder}: not a run, comparison or sweep folder (no config.json or {runs.STUDY_FILE})")
     footer = (f"Written by fmnist {text(__version__)} from the files in <code>{text(folder)}</code>; "

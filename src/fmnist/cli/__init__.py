@@ -27,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
         "(reproduces the TF2/Keras normalization tutorial).",
         epilog=common.exit_codes(stopped=f"{common.STOPPED} (train, compare and sweep resume with --resume)"),
     )
-    parser.add_argument("--version", action="version", version=f"fmnist {__version__}")
+    parser.add_argument("--version", action=_Versions,
+                        help="print the versions of fmnist, Python and the libraries it trains with, and exit")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (training, models, dataset, report):
@@ -35,6 +36,33 @@ def build_parser() -> argparse.ArgumentParser:
     for command in _leaves(parser):  # `fmnist train --debug` works too
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     return parser
+
+
+def versions() -> str:
+    """fmnist, Python, the backend and the libraries, as the tutorial prints them first (read from the
+    installed packages' metadata: nothing is imported)."""
+    import platform
+    from importlib import metadata
+
+    backend = os.environ.get("KERAS_BACKEND", "jax")
+    lines = [f"fmnist {__version__}", f"python {platform.python_version()}", f"backend {backend}"]
+    for package in ("keras", "jax", "jaxlib", "tensorflow", "tensorflow-cpu", "numpy", "scikit-learn", "matplotlib"):
+        try:
+            lines.append(f"{package} {metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            pass  # TensorFlow is optional
+    return "\n".join(lines)
+
+
+class _Versions(argparse.Action):
+    """``--version``: one line per library, unwrapped."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest, nargs=0, default=default, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(versions())
+        parser.exit()
 
 
 def _leaves(parser: argparse.ArgumentParser):

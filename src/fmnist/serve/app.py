@@ -164,7 +164,9 @@ def create_app(model, model_file: Path, config: ServeConfig = ServeConfig()) -> 
 
     routes = [Route("/", home, methods=["GET"]), Route("/health", health, methods=["GET"]),
               Route("/predict", predict_route, methods=["POST"])]
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: error, Exception: error})
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: error, Exception: error})
+    app.router.redirect_slashes = False  # its redirect would be built from the client's Host header: 404 instead
+    return app
 
 
 def _options(request: Request) -> tuple[images.Reading, bool]:
