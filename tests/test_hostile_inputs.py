@@ -223,3 +223,21 @@ def test_names_are_printed_escaped_and_metadata_complaints_go_to_the_row(tmp_pat
     assert "damaged metadata ignored" in table[3]
     code, rows, _ = _rows(world, [odd], capsys)
     assert code == 0 and rows[0]["input"] == str(odd)  # JSON keeps the exact name
+
+
+def test_pictures_pillow_cannot_identify_say_so_without_python_internals(tmp_path, world, capsys):
+    """A 0x0 PNG, a PNG with only its signature, a JPEG with only its start marker, a GIF named .png:
+    each an error row in words, never the repr of an internal buffer ("<_io.BytesIO object at 0x…>")."""
+    empty = png_chunk(b"IHDR", (0).to_bytes(4, "big") * 2 + bytes([8, 0, 0, 0, 0]))
+    (tmp_path / "zero.png").write_bytes(b"\x89PNG\r\n\x1a\n" + empty + png_chunk(b"IDAT", zlib.compress(b""))
+                                        + png_chunk(b"IEND", b""))
+    (tmp_path / "signature.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    (tmp_path / "marker.jpg").write_bytes(b"\xff\xd8\xff")
+    gif = io.BytesIO()
+    Image.new("L", (5, 5)).save(gif, format="GIF")
+    (tmp_path / "gif.png").write_bytes(gif.getvalue())
+    code, rows, _ = _rows(world, [tmp_path], capsys)
+    assert code == 1 and len(rows) == 4
+    for row in rows:
+        assert row["error"] and row["error"].startswith(("damaged PNG file (", "damaged JPEG file (", "unsupported format")), row
+        assert "object at 0x" not in row["error"] and "<" not in row["error"], row

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
+import re
 import stat
 import warnings
 from pathlib import Path
@@ -219,7 +220,9 @@ def _read_picture(payload: bytes, name: str, kind: str, reading: Reading, max_pi
     except MemoryError:
         raise TooLarge("refused: decoding it needs more memory than there is") from None
     except (*DAMAGED, struct.error) as error:
-        raise InputError(f"damaged {kind} file ({str(error).splitlines()[0] if str(error) else type(error).__name__})") from None
+        words = str(error).splitlines()[0] if str(error) else type(error).__name__
+        words = re.sub(r"\s*<[\w.]+ object at 0x[0-9a-fA-F]+>", "", words)  # Pillow names its buffer's repr
+        raise InputError(f"damaged {kind} file ({words})") from None
     preview = None
     if reading.previews:
         thumbnail = pictures.colour(upright)
