@@ -254,15 +254,21 @@ def test_odd_option_values_get_one_line_and_create_nothing(tmp_path, capsys, mon
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("name", ["$$", "$x^2$", "a$b_c", "\\$\\frac{1}{", "100%$"])
-def test_names_that_look_like_tex_are_drawn_as_written(setup, tmp_path, name):
-    """matplotlib's mathtext would parse a '$' in a run name or file name (and fail after training): every
-    figure draws text as written. Train, resume and a predict sheet, each with such names."""
+@pytest.mark.parametrize("name", ["$$", "$x^2$", "a$b_c", "\\$\\frac{1}{", "100%$", "\udcff", "caf\udce9-$\udcfe",
+                                  "tab\there"])
+def test_names_that_look_like_tex_or_are_not_utf8_are_drawn_as_written(setup, tmp_path, name):
+    """matplotlib's mathtext would parse a '$' in a run name or file name (and fail after training), and a
+    file name's bytes that are not UTF-8 (os.fsdecode's surrogates) cannot be drawn, put into a TensorBoard
+    protobuf or a UTF-8 page: every figure draws text as written, escapes go where UTF-8 must. Train,
+    resume, the report and a predict sheet, each with such names."""
     root, args = setup
     out = tmp_path / "run"
     assert main(["train", *args, "--name", name, "--output-dir", str(out)]) == 0
     assert (out / "learning_curves.png").stat().st_size and (out / "metrics.json").is_file()
     assert main(["train", "--resume", str(out), "--epochs", "2", "--quiet"]) == 0
+    assert main(["report", str(out)]) == 0 and (out / "report.html").read_bytes().decode("utf-8")
+    elsewhere = tmp_path / f"out-{name}"  # the same in the folder's own name
+    assert main(["train", *args, "--output-dir", str(elsewhere)]) == 0 and (elsewhere / "report.html").is_file()
     picture = tmp_path / f"{name.replace('/', '_')}.npy"
     np.save(picture, tiny_images(1, seed=3)[0][0])
     sheet = tmp_path / "sheet.png"

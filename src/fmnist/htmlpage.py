@@ -14,6 +14,8 @@ import re
 import struct
 from pathlib import Path
 
+from fmnist.text import printable
+
 NUMERIC = re.compile(r"^[+\-—]?\d")  # a number as text ("0.8797 ± 0.0011", "-0.0149 (p=0.0037)"): kept on one line
 POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
 STYLE = """
@@ -50,7 +52,9 @@ footer { margin-top: 3rem; font-size: .85rem; color: #666; }
 
 
 def text(value) -> str:
-    return html.escape(str(value))
+    """``value`` as HTML text: markup escaped, and control characters and a file name's bytes that are
+    not UTF-8 written as escapes (the page is UTF-8)."""
+    return html.escape(printable(str(value)))
 
 
 def number(value, digits: int = 4) -> str:

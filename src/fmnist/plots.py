@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from fmnist import CLASS_NAMES, artifacts
+from fmnist.text import printable
 
 HISTORY_SERIES = ("loss", "accuracy", "val_loss", "val_accuracy")
 
@@ -50,7 +51,7 @@ def plot_learning_curves(history: list[dict], path: Path, title: str = "") -> No
     _epoch_axis(axes)  # whole epochs, even for a two-epoch run
     axes.legend()
     if title:
-        axes.set_title(title)
+        axes.set_title(printable(title))  # a name from the file system may hold bytes that are not UTF-8
     _save(figure, path)
 
 
@@ -304,6 +305,7 @@ def plot_sheet(items, results: list[dict], path: Path, limit: int, columns: int)
             seen.imshow(item.image, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
             seen.set_title("28x28 input", fontsize=7)
         name = Path(item.input).name + (f"[{item.index}]" if item.index else "")
+        name = printable(name)  # a file name's bytes that are not UTF-8 are drawn as escapes
         original.set_title(name if len(name) <= 28 else "…" + name[-27:], fontsize=7)
         words.text(0.0, 0.5, _sheet_text(result), fontsize=8, va="center", family="monospace", transform=words.transAxes,
                    color="firebrick" if result["error"] or result["warning"] else "black")

@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 from fmnist import artifacts
+from fmnist.text import printable
 
 EVENTS = "events.out.tfevents.fmnist"  # TensorBoard reads any file whose name contains "tfevents"
 STUDY_RUNS = "tensorboard"  # a study's members: <study>/tensorboard/<member name>/
@@ -85,7 +86,10 @@ def _hparams(hparams: dict, trial_id: str, status: str | None) -> list:
     from tensorboard.compat.proto import summary_pb2
     from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2, summary_v2
 
-    events = [_event(0, summary_v2.hparams_pb(hparams | {"status": status or "training"}, trial_id=trial_id))]
+    # names come from the file system: a byte that is not UTF-8 is written as its escape (protobuf strings
+    # must be UTF-8)
+    shown = {key: printable(value) if isinstance(value, str) else value for key, value in hparams.items()}
+    events = [_event(0, summary_v2.hparams_pb(shown | {"status": status or "training"}, trial_id=printable(trial_id)))]
     if status in END_STATUS:
         end = plugin_data_pb2.HParamsPluginData(session_end_info=plugin_data_pb2.SessionEndInfo(
             status=api_pb2.Status.Value(END_STATUS[status]), end_time_secs=time.time()))
