@@ -195,3 +195,28 @@ def test_the_heatmap_colours_span_the_cells_that_learned(tmp_path):
     assert texts[:2] == ["0.100\nstuck", "0.099\nstuck"] and re.search("boxed", figure.axes[0].get_title())
     boxes = [patch for patch in figure.axes[0].patches if patch.get_edgecolor()[0] > 0.8]  # the best rate: red
     assert [(box.get_x(), box.get_y(), box.get_linestyle()) for box in boxes] == [(0.5, 0.5, "-")]
+
+
+@pytest.mark.parametrize("kind, key, value", [
+    ("run", "batch_size", '<meta http-equiv="refresh" content="0;url=https://evil.example">'),
+    ("run", "seed", "<b>0</b>"), ("run", "epochs", "10"), ("run", "learning_rate", "0.01"),
+    ("run", "normalization", "<script>"), ("sweep", "seeds", "<meta http-equiv=refresh content=0>"),
+    ("sweep", "epochs", [2]), ("compare", "batch_size", None),
+])
+def test_settings_edited_into_markup_or_text_are_refused_not_rendered(small_results, tmp_path, capsys, kind, key, value):
+    """A config.json or study.json whose settings are not what fmnist writes (markup where a number goes,
+    a number as text) is refused in one line, exit 2: the page is never written from it."""
+    import json
+    import shutil
+
+    folder = tmp_path / kind
+    shutil.copytree(getattr(small_results, kind), folder)
+    name = "config.json" if kind == "run" else "study.json"
+    recorded = json.loads((folder / name).read_text())
+    recorded["settings"][key] = value
+    (folder / name).write_text(json.dumps(recorded))
+    before = (folder / "report.html").read_bytes()
+    assert main(["report", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"fmnist: error: {folder / name}: damaged settings (") and err.count("\n") == 1, err
+    assert (folder / "report.html").read_bytes() == before

@@ -29,10 +29,10 @@ TUTORIAL = {"settings": {"normalization": "standard", "optimizer": "sgd", "learn
 def write_report(folder) -> Path:
     """Write ``folder``/report.html; UsageError when the folder is neither a run nor a study."""
     folder = Path(folder)
-    if (folder / runs.STUDY_FILE).is_file():
-        title, lead, sections = _study(folder, artifacts.read_json(folder / runs.STUDY_FILE))
+    if (folder / runs.STUDY_FILE).is_file():  # both readers check the settings: valid values, no markup
+        title, lead, sections = _study(folder, runs.read_study(folder))
     elif (folder / "config.json").is_file():
-        title, lead, sections = _run(folder, artifacts.read_json(folder / "config.json"))
+        title, lead, sections = _run(folder, runs.read_config(folder))
     elif not folder.is_dir():
         raise UsageError(f"{folder}: no such folder" if not folder.exists() else f"{folder}: not a folder")
     else:

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from fmnist import artifacts, plots
-from fmnist.config import TrainConfig
+from fmnist.config import SweepConfig, TrainConfig
 from fmnist.errors import DataError, UsageError
 
 # Settings that change the numbers a run produces; resuming refuses to change them.
@@ -118,7 +118,23 @@ def read_config(run_dir: str | os.PathLike, option: str = "--resume") -> dict:
     recorded = artifacts.read_json(path)
     if not isinstance(recorded.get("settings"), dict) or not isinstance(recorded.get("data", {}), dict):
         raise DataError(f"{path}: damaged run configuration (no settings)")
+    check_settings(recorded["settings"], TrainConfig, path)
     return recorded
+
+
+def check_settings(settings: dict, config_class, path: Path) -> None:
+    """Refuse recorded settings that the settings object would refuse (a number that is text, markup
+    where a batch size belongs): whatever reads them, the report page included, gets valid values."""
+    fields = {field.name for field in dataclasses.fields(config_class)}
+    given = {key: tuple(value) if isinstance(value, list) else value for key, value in settings.items() if key in fields}
+    if config_class is TrainConfig and given.get("engine") in ("auto", "fused", "keras", "members"):
+        given["engine"] = "auto"  # the engine that ran it; any of them trains the same settings
+    try:
+        config_class(**given)
+    except (UsageError, TypeError, ValueError) as error:
+        from fmnist.text import printable
+
+        raise DataError(f"{path}: damaged settings ({printable(str(error))})") from None
 
 
 def resume_config(run_dir: str | os.PathLike, given: dict) -> TrainConfig:
@@ -224,6 +240,7 @@ def read_study(folder, kind: str | None = None) -> dict:
     if kind and recorded["kind"] != kind:
         raise UsageError(f"--resume {folder}: a {recorded['kind']} folder; resume it with "
                          f"{KIND_COMMANDS[recorded['kind']]} --resume")
+    check_settings(recorded["settings"], SweepConfig, path)
     return recorded
 
 
