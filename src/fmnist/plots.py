@@ -111,7 +111,8 @@ def _band_panel(axes, histories: dict[str, list[list[dict]]], series: str) -> No
                 line.set_label(f"{line.get_label()}: final {final:.3g}, {where} this axis")
     _epoch_axis(axes)
     axes.set_ylabel(SERIES_LABELS.get(series, series))
-    axes.legend(fontsize=8)
+    if axes.get_legend_handles_labels()[0]:  # a sweep where no method learned has no curve to name
+        axes.legend(fontsize=8)
 
 
 def _epoch_axis(axes) -> None:

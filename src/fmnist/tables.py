@@ -23,8 +23,8 @@ BEST_COLUMNS = ("optimizer", "method", "learning_rate", "edge", "members", "fail
                 "val_accuracy_low", "val_accuracy_high", "test_accuracy_mean", "test_accuracy_std", "test_accuracy_low",
                 "test_accuracy_high", "baseline", "baseline_learning_rate", "pairs", "test_accuracy_diff_mean",
                 "diff_low", "diff_high", "p_value", "detectable_difference", "verdict", "why", "per_seed", "run_dir")
-# verdicts that are no comparison: the row is the baseline, or there is nothing fair to compare
-NOT_JUDGED = ("baseline", "no rate learned", "not judged")
+MEANS = ("val_accuracy_mean", "val_accuracy_low", "val_accuracy_high", "test_accuracy_mean", "test_accuracy_std",
+         "test_accuracy_low", "test_accuracy_high")  # a cell's numbers that best.csv repeats
 
 
 def status_of(history: list[dict], epochs: int, tested: bool) -> tuple[str, int | str]:
@@ -161,14 +161,12 @@ def best_rows(rows: list[dict], summary: list[dict], methods, optimizers, baseli
             if cell is None:
                 tried = _tried(summary, method, optimizer)
                 if len(tried) == 1:  # one rate (a comparison): its numbers, though they are no best rate
-                    entry |= {key: tried[0][key] for key in BEST_COLUMNS[6:13]} | {
+                    entry |= {key: tried[0][key] for key in MEANS} | {
                         "members": tried[0]["members"], "failed": tried[0]["stuck"] + tried[0]["diverged"]}
                 best.append(entry | {"verdict": "no rate learned", "why": no_rate_hint(summary, method, optimizer)})
                 continue
             mine = cell_rows(method, optimizer, cell["learning_rate"])
-            entry |= {key: cell[key] for key in ("learning_rate", "members", "val_accuracy_mean", "val_accuracy_low",
-                                                  "val_accuracy_high", "test_accuracy_mean", "test_accuracy_std",
-                                                  "test_accuracy_low", "test_accuracy_high")}
+            entry |= {key: cell[key] for key in ("learning_rate", "members", *MEANS)}
             entry |= {"failed": cell["stuck"] + cell["diverged"], "per_seed": _per_seed(mine),
                       "edge": edge_of(summary, method, optimizer, cell["learning_rate"]),
                       "run_dir": next((row["run_dir"] for row in mine if row.get("run_dir")), "")}
