@@ -26,6 +26,7 @@ import numpy as np
 
 from fmnist import artifacts, plots
 from fmnist.config import SweepConfig, TrainConfig
+from fmnist.engines import ENGINES
 from fmnist.errors import DataError, UsageError
 
 # Settings that change the numbers a run produces; resuming refuses to change them.
@@ -127,7 +128,7 @@ def check_settings(settings: dict, config_class, path: Path) -> None:
     where a batch size belongs): whatever reads them, the report page included, gets valid values."""
     fields = {field.name for field in dataclasses.fields(config_class)}
     given = {key: tuple(value) if isinstance(value, list) else value for key, value in settings.items() if key in fields}
-    if config_class is TrainConfig and given.get("engine") in ("auto", "fused", "keras", "members"):
+    if config_class is TrainConfig and given.get("engine") in ("auto", *ENGINES):
         given["engine"] = "auto"  # the engine that ran it; any of them trains the same settings
     try:
         config_class(**given)

@@ -2,8 +2,8 @@
 
 Accuracies are fractions, so their 95% interval is a Student-t interval on the logit scale, turned back:
 it always lies inside 0..1, is about the plain t interval when seeds agree, and widens honestly when they
-do not (2 seeds at 0.29 and 0.30 give 0.28–0.31; at 0.10 and 0.85 nearly 0..1, where the plain interval
-said 0.29 ± 1.19).
+do not (2 seeds at 0.29 and 0.30 give 0.236–0.362; at 0.10 and 0.85 nearly 0..1, where the plain interval
+says 0.475 ± 4.76).
 
 A method is judged against the baseline by the paired differences of their test accuracies (same seed:
 same initialization and shuffle order): a paired t-test, and the smallest difference those seeds could

@@ -93,8 +93,9 @@ class MembersEngine:
     The program's rows are its living members in member order, padded to whole devices by repeating the
     last (``layout``). A member that diverges leaves the program: its last finite state is kept on the
     host and the living are gathered into a new layout, so it costs nothing from then on (a compiled
-    program per row count, which is a multiple of the devices). The living members' numbers are the
-    same, bit for bit, as when it stays (tested).
+    program per row count, which is a multiple of the devices). The living members go on as they would
+    have, but for the last bits: XLA may pick other kernels for another row count per device. Every
+    process computes the same layout, so resumed and multi-process studies match an uninterrupted one.
     """
 
     name = "members"
@@ -170,8 +171,8 @@ class MembersEngine:
         """One epoch for every member in the program; returns loss, accuracy, val_loss, val_accuracy by
         member (NaN for those no longer in it).
 
-        A member with a non-finite value among them is frozen from here on (``alive`` turns False) and,
-        in one process, leaves the program.
+        A member with a non-finite value among them is frozen from here on (``alive`` turns False) and
+        leaves the program (unless ``retire`` was turned off).
         """
         if not len(self.active):  # every member diverged: nothing to compute
             return {key: np.full(len(self.members), np.nan) for key in METRICS}
