@@ -1,8 +1,8 @@
 """How well does `predict` read pictures people upload? Accuracy per rendering kind, old vs new conversion.
 
 From the real test images, renders photo-like pictures a person might upload, with a fixed seed, writes
-them as PNG or JPEG files and reads them back through `fmnist.images.read_inputs` and
-`fmnist.predict.predict`, the path `fmnist predict` takes. Prints, per kind, the tutorial model's
+them as PNG or JPEG files and reads them back through `fmnist.inputs.read.read_inputs` and
+`fmnist.inference.predict.predict`, the path `fmnist predict` takes. Prints, per kind, the tutorial model's
 accuracy on the same test images as raw 28x28 pixels, with the old conversion (`simple`), with the new
 one (`dataset`), and with the new one changed in one choice at a time: subsampling instead of area
 averaging, negating by a light trimmed-away colour ("bg cue") or by a light border ring ("ring cue")
@@ -36,14 +36,14 @@ from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
-import numpy as np  # noqa: E402
-from PIL import Image, ImageFilter  # noqa: E402
+import numpy as np
+from PIL import Image, ImageFilter
 
-from fmnist import data  # noqa: E402
-from fmnist.evaluation import load_model  # noqa: E402
-from fmnist.images import read_inputs  # noqa: E402
-from fmnist.pictures import LOW_CONTRAST, DatasetOptions, sharpen_kernel  # noqa: E402
-from fmnist.predict import predict  # noqa: E402
+from fmnist import data
+from fmnist.inference.load import load_model
+from fmnist.inference.predict import predict
+from fmnist.inputs.convert import LOW_CONTRAST, DatasetOptions, sharpen_kernel
+from fmnist.inputs.read import read_inputs
 
 KINDS = ("upscaled", "cropped", "white", "light grey", "tinted", "light on dark", "mid grey", "jpeg", "shadow", "unsharpened")
 FILTERS = (Image.Resampling.NEAREST, Image.Resampling.BILINEAR, Image.Resampling.BICUBIC, Image.Resampling.LANCZOS)

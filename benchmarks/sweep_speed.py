@@ -52,7 +52,7 @@ def _setup():
 
 
 def _progress():
-    from fmnist.progress import Progress
+    from fmnist.training.progress import Progress
 
     return Progress(1, stream=open(os.devnull, "w"), live=False, quiet=True)
 

@@ -1,6 +1,6 @@
 """What TensorBoard event files cost a study: the default sweep's members (990), 10 epochs.
 
-Times the three writes of fmnist.tensorboard for every member, in a temporary folder: the rewrite when
+Times the three writes of fmnist.reporting.events for every member, in a temporary folder: the rewrite when
 a program starts (or resumes), the append after each epoch's checkpoint, and the rewrite with status
 and test metrics when the program finishes. Prints seconds for all members and per member.
 
@@ -13,9 +13,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from fmnist import tensorboard
 from fmnist.config import SweepConfig
-from fmnist.grid import members_of
+from fmnist.reporting import events
+from fmnist.training.grid import members_of
 
 
 def main(repeats: int = 3) -> None:
@@ -31,18 +31,18 @@ def main(repeats: int = 3) -> None:
         with tempfile.TemporaryDirectory() as folder:
             histories = [[] for _ in members]
             started = time.perf_counter()
-            tensorboard.write_members(Path(folder), config, members, indices, histories)
+            events.write_members(Path(folder), config, members, indices, histories)
             timings["start (rewrite, no epochs)"].append(time.perf_counter() - started)
             epoch_times = []
             for row in rows:
                 for history in histories:
                     history.append(row)
                 started = time.perf_counter()
-                tensorboard.append_members(Path(folder), members, indices, histories, row["epoch"])
+                events.append_members(Path(folder), members, indices, histories, row["epoch"])
                 epoch_times.append(time.perf_counter() - started)
             timings["one epoch (append)"].append(sum(epoch_times) / len(epoch_times))
             started = time.perf_counter()
-            tensorboard.write_members(Path(folder), config, members, indices, histories, tests)
+            events.write_members(Path(folder), config, members, indices, histories, tests)
             timings[f"finish (rewrite, {config.epochs} epochs, status, test)"].append(time.perf_counter() - started)
             size = sum(path.stat().st_size for path in Path(folder).rglob("*") if path.is_file())
     print(f"{len(members)} members, median of {repeats}:")

@@ -43,7 +43,7 @@ def _engine(kind, splits, stats):
     from fmnist import engines
     from fmnist.config import TrainConfig
     from fmnist.model import build_model
-    from fmnist.progress import Progress
+    from fmnist.training.progress import Progress
 
     config = TrainConfig(engine="keras" if kind.startswith("keras") else "fused")
     keras.utils.set_random_seed(config.seed)

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from browser import browser  # noqa: F401  the headless-Chromium fixture (tests/browser.py)
 from results import small_results  # noqa: F401  a run, a comparison and a sweep on tiny data (tests/results.py)
 

@@ -155,8 +155,8 @@ class Tally:
 
 
 def predict_one(path: Path, model, tally: Tally, label: str) -> None:
-    from fmnist.images import read_inputs
-    from fmnist.predict import predict
+    from fmnist.inference.predict import predict
+    from fmnist.inputs.read import read_inputs
 
     tally.inputs += 1
     try:
@@ -175,7 +175,7 @@ def load_one(path: Path, tally: Tally, label: str, load: bool) -> None:
     """``load``: through Keras (``load_model``); else only fmnist's own checks of the archive (``model_path``),
     all that runs before Keras would see the file (Keras's own failures are caught as a whole)."""
     from fmnist.errors import DataError
-    from fmnist.evaluation import load_model, model_path
+    from fmnist.inference.load import load_model, model_path
 
     tally.models += 1
     try:

@@ -32,7 +32,7 @@ def read_events(folder: Path) -> list:
     """Every event of ``folder``'s event file, in order, through TensorBoard's EventFileLoader."""
     from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
-    from fmnist.tensorboard import EVENTS
+    from fmnist.reporting.events import EVENTS
 
     return list(EventFileLoader(str(folder / EVENTS)).Load())
 
@@ -50,7 +50,7 @@ def scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
 
 def assert_events_match_history(folder: Path, history: list[dict], learning_rate: float) -> None:
     """Each epoch of ``history`` once, in order, with its values as TensorBoard stores scalars (float32)."""
-    from fmnist.tensorboard import epoch_values
+    from fmnist.reporting.events import epoch_values
 
     series = scalars(folder)
     for tag in ("loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds", "learning_rate"):
@@ -62,8 +62,8 @@ def assert_events_match_history(folder: Path, history: list[dict], learning_rate
 
 def assert_study_events_match_history(folder: Path) -> None:
     """Every member of a study folder: its event file holds its rows of history.csv, each epoch once."""
-    from fmnist.report import read_rows
-    from fmnist.tensorboard import STUDY_RUNS
+    from fmnist.reporting.events import STUDY_RUNS
+    from fmnist.reporting.report import read_rows
 
     history = read_rows(folder / "history.csv")
     for member in read_rows(folder / "members.csv"):
@@ -72,25 +72,25 @@ def assert_study_events_match_history(folder: Path) -> None:
 
 
 def _kill_after_checkpoint(patch, name: str, epoch: int) -> None:
-    """The process dies after epoch ``epoch``'s checkpoint, before its events: ``fmnist.tensorboard.name``
+    """The process dies after epoch ``epoch``'s checkpoint, before its events: ``fmnist.reporting.events.name``
     raises KeyboardInterrupt there (the CLI answers 130, as for Ctrl-C)."""
-    from fmnist import tensorboard
+    from fmnist.reporting import events
 
-    real = getattr(tensorboard, name)
+    real = getattr(events, name)
 
     def dying(*args):
         if (args[1]["epoch"] if name == "append_epoch" else args[-1]) == epoch:
             raise KeyboardInterrupt
         return real(*args)
 
-    patch.setattr(tensorboard, name, dying)
+    patch.setattr(events, name, dying)
 
 
 def _watch_resume(patch, name: str, seen: dict, folders) -> None:
     """Record the epochs in each of ``folders``' event files when the resumed process first appends."""
-    from fmnist import tensorboard
+    from fmnist.reporting import events
 
-    real = getattr(tensorboard, name)
+    real = getattr(events, name)
 
     def watching(*args):
         for folder in folders:
@@ -98,21 +98,22 @@ def _watch_resume(patch, name: str, seen: dict, folders) -> None:
                 seen[folder] = [step for step, _ in scalars(folder).get("loss", [])]
         return real(*args)
 
-    patch.setattr(tensorboard, name, watching)
+    patch.setattr(events, name, watching)
 
 
 def _plant_stray_epoch(folder: Path, epoch: int) -> None:
-    from fmnist import tensorboard
+    from fmnist.reporting import events
 
     row = {"epoch": epoch, "loss": 99.0, "accuracy": 0.5, "val_loss": 99.0, "val_accuracy": 0.5, "epoch_seconds": 1.0}
-    tensorboard.append_epoch(folder, row, 0.01)
+    events.append_epoch(folder, row, 0.01)
 
 
 @pytest.fixture(scope="session")
 def small_results(tmp_path_factory) -> Results:
     from conftest import tiny_images, write_idx  # here: conftest imports this module
+
     from fmnist.cli import main
-    from fmnist.tensorboard import STUDY_RUNS
+    from fmnist.reporting.events import STUDY_RUNS
 
     data_dir = tmp_path_factory.mktemp("results-data")
     write_idx(data_dir, "train", *tiny_images(400, seed=1))

@@ -9,11 +9,11 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from conftest import tiny_images
 
 import fmnist
-from conftest import tiny_images
 from fmnist import normalization
-from fmnist.evaluation import cross_entropy
+from fmnist.inference.evaluation import cross_entropy
 from fmnist.model import build_model
 
 HOMES = tempfile.TemporaryDirectory(prefix="fmnist-homes-")  # fresh HOME folders, removed at exit
@@ -48,7 +48,7 @@ def test_an_explicit_backend_wins_and_a_missing_one_says_what_to_do(run_dir):
     result = run_python(code, {"KERAS_BACKEND": "tensorflow"})
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("fmnist.evaluation.BackendUnavailable: Keras cannot import its backend: "
+    assert last.startswith("fmnist.errors.BackendUnavailable: Keras cannot import its backend: "
                            "KERAS_BACKEND=tensorflow needs the module 'tensorflow'")
     assert "pip install tensorflow-cpu" in last and "KERAS_BACKEND=jax" in last
 

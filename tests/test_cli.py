@@ -7,9 +7,9 @@ import subprocess
 import sys
 
 import pytest
+from test_data import DAMAGES
 
 from fmnist.cli import main
-from test_data import DAMAGES
 
 RUN_FILES = {"config.json", "history.csv", "metrics.json", "model.keras", "learning_curves.png", "checkpoint.npz",
              "events.out.tfevents.fmnist", "report.html"}
@@ -108,7 +108,7 @@ def test_divergence_exits_1_and_saves_no_model(tmp_path, tiny_args, capsys):
 def test_data_info(tiny_dir, capsys):
     assert main(["data", "info", "--data-dir", str(tiny_dir), "--skip-checksum"]) == 0
     printed = capsys.readouterr().out
-    assert re.search(r"^train_images: +400$", printed, re.M) and re.search(r"^pixel_max: +\d+$", printed, re.M)
+    assert re.search(r"^train_images: +400$", printed, re.MULTILINE) and re.search(r"^pixel_max: +\d+$", printed, re.MULTILINE)
 
 
 def test_evaluate_refuses_a_non_model(tmp_path, capsys):
@@ -130,7 +130,7 @@ def test_help_lists_every_normalization(capsys):
         main(["train", "--help"])
     printed = capsys.readouterr().out
     for method in ("none", "rescale", "minmax", "standard", "per-pixel", "per-image"):
-        assert re.search(rf"^  {method} +\S", printed, re.M)
+        assert re.search(rf"^  {method} +\S", printed, re.MULTILINE)
 
 
 def test_version_lists_the_libraries_as_the_tutorial_does():

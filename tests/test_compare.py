@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from fmnist.cli import main
-from fmnist.compare import summarize
-from fmnist.evaluation import load_model
+from fmnist.inference.load import load_model
+from fmnist.training.compare import summarize
 
 
 def _csv(path):
@@ -83,7 +83,7 @@ def test_summary_statistics():
     # the 95% interval: Student-t on the logit scale, turned back
     logits = np.log(np.array([0.81, 0.83, 0.85]) / (1 - np.array([0.81, 0.83, 0.85])))
     half = 4.302653 * logits.std(ddof=1) / math.sqrt(3)
-    expit = lambda z: 1 / (1 + math.exp(-z))  # noqa: E731
+    expit = lambda z: 1 / (1 + math.exp(-z))
     assert summary["a"]["test_accuracy_low"] == pytest.approx(expit(logits.mean() - half), rel=1e-5)
     assert summary["a"]["test_accuracy_high"] == pytest.approx(expit(logits.mean() + half), rel=1e-5)
     diffs = np.array([0.71 - 0.81, 0.74 - 0.83, 0.72 - 0.85])

@@ -3,8 +3,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import tiny_images, write_idx
+
 from fmnist import data
 from fmnist.errors import DataError
 

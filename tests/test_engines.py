@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from fmnist import data, engines, normalization
-from fmnist.engines import batches
 from fmnist.config import TrainConfig
+from fmnist.engines import batches
 from fmnist.errors import UsageError
 from fmnist.model import build_model
-from fmnist.progress import Progress
+from fmnist.training.progress import Progress
 
 
 def _train(engine_name, tiny_dir, epochs=2, live=False, batch_size=32):

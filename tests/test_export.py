@@ -9,13 +9,14 @@ import keras
 import numpy as np
 import onnx
 import pytest
+from conftest import tiny_images
 from onnx import TensorProto, helper, numpy_helper
 
-from conftest import tiny_images
 from fmnist import normalization
 from fmnist.cli import main
-from fmnist.errors import DataError
-from fmnist.export import ExportFailed, export_onnx, load_onnx
+from fmnist.errors import DataError, ExportFailed
+from fmnist.inference.export import export_onnx
+from fmnist.inference.load import load_onnx
 from fmnist.model import build_model
 
 TEST_IMAGES = tiny_images(100, seed=2)[0]

@@ -14,13 +14,13 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from conftest import tiny_images, write_idx
+from fuzz_inputs import flat_png, interlaced_png, png_chunk
 from PIL import Image
 
-from conftest import tiny_images, write_idx
 from fmnist import normalization
 from fmnist.cli import main
 from fmnist.model import build_model
-from fuzz_inputs import flat_png, interlaced_png, png_chunk
 
 NOBODY = 65534
 

@@ -12,9 +12,9 @@ import keras
 import numpy as np
 import onnx
 import pytest
+from conftest import tiny_images
 from onnx import TensorProto, helper, numpy_helper
 
-from conftest import tiny_images
 from fmnist import normalization
 from fmnist.cli import main
 from fmnist.model import build_model

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import tiny_images, write_idx
+from test_hostile_inputs import as_nobody
+
 from fmnist import data
 from fmnist.cli import main
-from test_hostile_inputs import as_nobody
 
 
 @pytest.fixture(scope="module")

@@ -70,7 +70,7 @@ def test_model_has_the_tutorials_parameter_count(method, images):
 
 @pytest.mark.parametrize("method", sorted(normalization.METHODS))
 def test_scaled_range_equals_the_range_over_every_image(method, images):
-    from fmnist.train import scaled_range
+    from fmnist.training.train import scaled_range
 
     stats = normalization.get(method).fit(images)
     everything = _apply(method, stats, images)
@@ -79,7 +79,7 @@ def test_scaled_range_equals_the_range_over_every_image(method, images):
 
 @pytest.mark.parametrize("method", sorted(normalization.METHODS))
 def test_every_method_saves_and_reloads_in_safe_mode(method, images, tmp_path):
-    from fmnist.evaluation import load_model
+    from fmnist.inference.load import load_model
 
     model = build_model(method, normalization.get(method).fit(images))
     model.save(tmp_path / "model.keras")

@@ -5,12 +5,13 @@ import json
 import keras
 import numpy as np
 import pytest
+from conftest import sample_images
 from PIL import Image, ImageOps
 
-from conftest import sample_images
-from fmnist import normalization, pictures
+from fmnist import normalization
 from fmnist.cli import main
-from fmnist.images import read_inputs
+from fmnist.inputs import convert
+from fmnist.inputs.read import read_inputs
 from fmnist.model import build_model
 
 
@@ -39,7 +40,7 @@ def _on_canvas(item, background=(255, 255, 255), colour=(0, 0, 0), scale=4, marg
 
 
 def _convert(picture, **options):
-    return pictures.convert(picture, "dataset", "auto", pictures.DatasetOptions(**options))
+    return convert.convert(picture, "dataset", "auto", convert.DatasetOptions(**options))
 
 
 def _recoverable(item):
@@ -51,7 +52,7 @@ def _recoverable(item):
 
     top, bottom, left, right = box(item > 0)
     height, width = bottom - top + 1, right - left + 1
-    faint = pictures.TRIM_DISTANCE / np.sqrt(3)  # the 5% rule for a grey item on white
+    faint = convert.TRIM_DISTANCE / np.sqrt(3)  # the 5% rule for a grey item on white
     # centred as the conversion centres (an odd pixel of margin on the left or on top)
     centred = left == (29 - width) // 2 if height == 28 else width == 28 and top == (29 - height) // 2
     return box(item > faint) == (top, bottom, left, right) and centred
@@ -63,21 +64,21 @@ def test_trim_finds_the_known_box_by_the_five_percent_rule():
     picture.paste((20, 20, 60), (37, 21, 137, 121))  # the item: x 37..136, y 21..120
     # 5% of the largest RGB distance is 22.08: a speck 22 away is background, one 23 away is not
     picture.putpixel((5, 140), tuple(v - 22 if i == 0 else v for i, v in enumerate(background)))
-    assert pictures.corner_colour(picture) == background
-    assert pictures.trim_box(picture, background) == (37, 21, 137, 121)
+    assert convert.corner_colour(picture) == background
+    assert convert.trim_box(picture, background) == (37, 21, 137, 121)
     picture.putpixel((160, 60), (background[0] - 23, *background[1:]))
-    assert pictures.trim_box(picture, background) == (37, 21, 161, 121)
+    assert convert.trim_box(picture, background) == (37, 21, 161, 121)
 
 
 def test_corners_that_disagree_or_a_speck_are_not_trimmed():
     split = Image.new("RGB", (120, 80), (255, 255, 255))
     split.paste((0, 0, 0), (0, 0, 60, 80))  # two corners white, two black: no one background
-    assert pictures.corner_colour(split) is None
+    assert convert.corner_colour(split) is None
     assert "not trimmed" in _convert(split).warnings[0]
     one_corner = Image.new("RGB", (120, 80), (255, 255, 255))
     one_corner.paste((0, 0, 0), (100, 60, 120, 80))  # an item in one corner: three still agree
-    assert pictures.corner_colour(one_corner) == (255, 255, 255)
-    assert pictures.trim_box(one_corner, (255, 255, 255)) == (100, 60, 120, 80)
+    assert convert.corner_colour(one_corner) == (255, 255, 255)
+    assert convert.trim_box(one_corner, (255, 255, 255)) == (100, 60, 120, 80)
     speck = Image.new("RGB", (300, 300), (250, 250, 250))
     speck.putpixel((150, 150), (0, 0, 0))
     converted = _convert(speck)
@@ -95,7 +96,7 @@ def test_an_enlarged_test_image_on_white_converts_back(images):
         plain = _convert(picture, sharpen=False).image
         stretched = np.rint(item * (255.0 / item.max())).astype(np.uint8)  # the dataset's own range: 0..255
         assert np.abs(plain.astype(int) - stretched).max() <= 1
-        sharpened = Image.fromarray(np.pad(plain, 1)).filter(pictures.sharpen_kernel()).crop((1, 1, 29, 29))
+        sharpened = Image.fromarray(np.pad(plain, 1)).filter(convert.sharpen_kernel()).crop((1, 1, 29, 29))
         assert np.array_equal(_convert(picture).image, np.asarray(ImageOps.autocontrast(sharpened)))
 
 
@@ -138,7 +139,7 @@ def test_conversion_names_are_checked():
     with pytest.raises(ValueError, match="dataset"):
         read_inputs([], conversion="magick")
     with pytest.raises(ValueError, match="simple"):
-        pictures.convert(Image.new("L", (40, 40)), "magick")
+        convert.convert(Image.new("L", (40, 40)), "magick")
 
 
 def _low_contrast_picture(item, path):
@@ -196,7 +197,7 @@ def test_sheet_shows_each_picture_beside_its_input(tmp_path, model_file, images,
 
 
 def test_sheet_thumbnails_and_warnings(tmp_path, images):
-    from fmnist.predict import draw_sheet, predict
+    from fmnist.inference.predict import draw_sheet, predict
 
     _low_contrast_picture(images[1], tmp_path / "b.png")
     items = read_inputs([str(tmp_path / "b.png")], previews=1)

@@ -6,12 +6,12 @@ import zipfile
 import keras
 import numpy as np
 import pytest
+from conftest import sample_images, write_idx
 from PIL import Image
 
-from conftest import sample_images, write_idx
 from fmnist import normalization
 from fmnist.cli import main
-from fmnist.images import read_inputs
+from fmnist.inputs.read import read_inputs
 from fmnist.model import build_model
 
 

@@ -11,9 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fmnist import CLASS_NAMES, artifacts, plots, tables
+from fmnist import CLASS_NAMES
 from fmnist.cli import main
-from fmnist.report import read_rows, verdict
+from fmnist.reporting import plots, tables
+from fmnist.reporting.report import read_rows, verdict
+from fmnist.store import artifacts
 
 
 class _Page(HTMLParser):

@@ -12,11 +12,11 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import tiny_images, write_idx
-from fmnist.artifacts import read_history
-from fmnist.cli import main
 from results import assert_events_match_history
+
+from fmnist.cli import main
+from fmnist.store.artifacts import read_history
 
 
 def _command(mid_dir, *options):

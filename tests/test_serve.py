@@ -20,11 +20,13 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from conftest import tiny_images
 from PIL import Image
 
-from conftest import tiny_images
-from fmnist import images, normalization
+from fmnist import normalization
 from fmnist.cli import main
+from fmnist.errors import TooLarge, UnsupportedFormat
+from fmnist.inputs import read
 from fmnist.model import build_model
 from fmnist.serve import ServeConfig
 from fmnist.serve.app import Batcher
@@ -148,7 +150,7 @@ def test_options_and_the_image_the_model_saw(server, model_file, capsys):
     status, answer, _ = server.call("/predict?conversion=simple&invert=yes&pixels=1", path.read_bytes())
     assert status == 200
     _same_answer(answer[0], cli)
-    (item,) = images.read_inputs([str(path)], "yes", "simple")
+    (item,) = read.read_inputs([str(path)], "yes", "simple")
     assert np.array_equal(np.array(answer[0]["pixels"], np.uint8), item.image)
     assert "pixels" not in server.call("/predict", path.read_bytes())[1][0]  # only on request
 
@@ -308,17 +310,17 @@ def test_requests_waiting_together_share_a_model_call():
 
 def test_uploaded_bytes_are_converted_exactly_as_files(tmp_path):
     for path in PICTURES:
-        (from_file,) = images.read_inputs([str(path)])
-        from_bytes = images.read_bytes(path.read_bytes(), path.name)
+        (from_file,) = read.read_inputs([str(path)])
+        from_bytes = read.read_bytes(path.read_bytes(), path.name)
         assert np.array_equal(from_file.image, from_bytes.image) and from_file.warning == from_bytes.warning
-    with pytest.raises(images.TooLarge):
-        images.read_bytes(_png_header(5000, 5000), "big.png", max_pixels=1_000_000)
-    with pytest.raises(images.UnsupportedFormat, match="BMP"):
-        images.read_bytes(b"BM" + bytes(100), "x.bmp")
+    with pytest.raises(TooLarge):
+        read.read_bytes(_png_header(5000, 5000), "big.png", max_pixels=1_000_000)
+    with pytest.raises(UnsupportedFormat, match="BMP"):
+        read.read_bytes(b"BM" + bytes(100), "x.bmp")
 
 
 def test_onnx_model_serves_the_same_answers(server, model_file, tmp_path):
-    from fmnist.export import export_onnx
+    from fmnist.inference.export import export_onnx
 
     onnx_file = export_onnx(model_file, tiny_images(50, seed=4)[0], tmp_path / "model.onnx").path
     served = Server(onnx_file)
@@ -389,7 +391,7 @@ def test_page_in_a_browser_shows_what_the_model_saw(server, browser, model_file,
     # the canvas holds the 28x28 image the model received, pixel for pixel
     drawn = browser.execute_script(
         "return Array.from(document.getElementById('seen').getContext('2d').getImageData(0, 0, 28, 28).data)")
-    (item,) = images.read_inputs([str(picture)])
+    (item,) = read.read_inputs([str(picture)])
     assert np.array_equal(np.array(drawn, np.uint8).reshape(28, 28, 4)[..., 0], item.image)
     errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE" and "favicon" not in e["message"]]
     assert errors == []  # no script error, nothing the Content-Security-Policy had to block

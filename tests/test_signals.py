@@ -12,7 +12,6 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import tiny_images, write_idx
 
 pytestmark = pytest.mark.processes
@@ -68,8 +67,9 @@ def test_two_ctrl_c_during_start_up_exit_130_with_the_resume_command(tmp_path, t
 
 def test_a_closed_pipe_ends_predict_quietly(tmp_path):
     import onnx
-
-    from test_export import _onnx_model  # a hand-made .onnx classifier: predict starts without Keras
+    from test_export import (
+        _onnx_model,  # a hand-made .onnx classifier: predict starts without Keras
+    )
 
     onnx.save(_onnx_model(), tmp_path / "model.onnx")
     np.save(tmp_path / "many.npy", tiny_images(1000, seed=3)[0])  # a table far larger than a pipe's buffer

@@ -10,14 +10,15 @@ import keras
 import numpy as np
 import pytest
 
-from fmnist import data, engines, normalization, tables
+from fmnist import data, engines, normalization
 from fmnist.cli import main
 from fmnist.config import TrainConfig
 from fmnist.engines.members import Member, MembersEngine
 from fmnist.engines.program import read_state
-from fmnist.evaluation import load_model
+from fmnist.inference.load import load_model
 from fmnist.model import build_model
-from fmnist.progress import Progress
+from fmnist.reporting import tables
+from fmnist.training.progress import Progress
 
 METHODS = ("none", "rescale", "minmax", "standard", "per-pixel", "per-image")
 
@@ -318,7 +319,7 @@ def test_best_rate_is_chosen_on_validation_and_tested_on_test_paired_by_seed():
 def test_programs_are_cut_to_what_memory_allows(monkeypatch):
     from fmnist.config import SweepConfig
     from fmnist.engines import members as members_module
-    from fmnist.grid import members_of, plan_programs
+    from fmnist.training.grid import members_of, plan_programs
 
     config = SweepConfig(methods=("standard", "rescale"), learning_rates=(0.1, 0.01, 0.001), optimizers=("sgd", "adam"),
                          seeds=2)

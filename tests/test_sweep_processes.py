@@ -12,7 +12,6 @@ import time
 
 import numpy as np
 import pytest
-
 from results import assert_study_events_match_history
 
 pytestmark = pytest.mark.processes
@@ -40,7 +39,7 @@ def _table(folder, name):
 
 
 def _weights(run_dir):
-    from fmnist.evaluation import load_model
+    from fmnist.inference.load import load_model
 
     return [np.asarray(weight) for weight in load_model(run_dir).get_weights()]
 

@@ -16,11 +16,11 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
-
-from fmnist import artifacts
-from fmnist.report import read_rows
-from fmnist.tensorboard import STUDY_RUNS
 from results import assert_events_match_history, read_events, scalars
+
+from fmnist.reporting.events import STUDY_RUNS
+from fmnist.reporting.report import read_rows
+from fmnist.store import artifacts
 
 
 def _session(folder: Path) -> tuple[dict, str]:

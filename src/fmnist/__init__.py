@@ -1,7 +1,6 @@
 """fmnist: Fashion-MNIST classifiers with correct input normalization.
 
 The library in two calls::
-
     import fmnist
     model = fmnist.load_model("runs/tutorial")               # a run folder, a .keras or a .onnx file
     probabilities = fmnist.predict_probabilities(model, images)  # raw uint8 (n, 28, 28) -> (n, 10)
@@ -15,15 +14,20 @@ need. ``load_model`` and ``predict_probabilities`` import what they need when th
 import os as _os
 import sys as _sys
 
-__version__ = "0.1.0"
-
-CLASS_NAMES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-)
+from fmnist.runtime import VERSION as __version__  # noqa: F401 (the package's version)
 
 if "keras" not in _sys.modules:
     _os.environ.setdefault("KERAS_BACKEND", "jax")
+
+
+def __getattr__(name: str):
+    """``fmnist.CLASS_NAMES``, the dataset's ten classes in label order (kept in ``fmnist.data``; read on
+    first use, so that importing this package stays free of NumPy)."""
+    if name == "CLASS_NAMES":
+        from fmnist.data import CLASS_NAMES
+
+        return CLASS_NAMES
+    raise AttributeError(f"module 'fmnist' has no attribute {name!r}")
 
 
 def load_model(path):
@@ -33,9 +37,9 @@ def load_model(path):
     fmnist's custom layer registered, the archive checked first) or a ``.onnx`` file (checked, then run
     by onnxruntime without importing Keras). A file that cannot be used raises
     ``fmnist.errors.DataError`` naming it; a Keras backend that cannot be imported raises
-    ``fmnist.evaluation.BackendUnavailable`` saying what to install or set.
+    ``fmnist.errors.BackendUnavailable`` saying what to install or set.
     """
-    from fmnist.evaluation import load_model as load
+    from fmnist.inference.load import load_model as load
 
     return load(path)
 
@@ -45,8 +49,8 @@ def predict_probabilities(model, images):
 
     One ``(28, 28)`` image gives ``(10,)``. Column ``k`` is the probability of ``CLASS_NAMES[k]``.
     ``images`` are Fashion-MNIST-like pixels (light item on black, 0..255); use ``fmnist predict`` or
-    ``fmnist.images.read_inputs`` to convert your own pictures first. ``model`` comes from ``load_model``.
+    ``fmnist.inputs.read.read_inputs`` to convert your own pictures first. ``model`` comes from ``load_model``.
     """
-    from fmnist.evaluation import predict_images
+    from fmnist.inference.load import predict_images
 
     return predict_images(model, images)

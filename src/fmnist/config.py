@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from fmnist import normalization
 from fmnist.errors import UsageError
 
 ENGINES = ("auto", "fused", "keras")
@@ -62,7 +63,6 @@ class TrainConfig:
             raise UsageError(f"--name: {len(self.name.encode('utf-8', 'surrogateescape'))} bytes; at most "
                              f"{MAX_NAME_BYTES} (the run folder's name adds a time stamp; file names stop at 255 bytes)")
         check_seed(self.seed)
-        from fmnist import normalization
 
         normalization.get(self.normalization)  # raises UsageError listing the valid names
         check_optimizer(self.optimizer)
@@ -107,8 +107,6 @@ class SweepConfig:
     extra_rates: tuple[tuple[str, str, float], ...] = ()
 
     def __post_init__(self):
-        from fmnist import normalization
-
         if not self.methods:
             raise UsageError("--methods: name at least one method")
         for name in self.methods:

@@ -23,8 +23,16 @@ from pathlib import Path
 
 import numpy as np
 
-from fmnist.errors import DataError
-from fmnist.limits import MAX_DATASET_FILE_BYTES as MAX_DECOMPRESSED  # stops a hostile gzip inflating without bound
+from fmnist.errors import DataError, InputError
+from fmnist.guard import safe_files
+from fmnist.guard.limits import (
+    MAX_DATASET_FILE_BYTES as MAX_DECOMPRESSED,  # stops a hostile gzip inflating without bound
+)
+
+CLASS_NAMES = (  # the labels 0..9, in order
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)
 
 # name -> (sha256 of the decompressed IDX file, its size in bytes): the Fashion-MNIST release's content.
 PINNED = {
@@ -73,20 +81,18 @@ def keras_cache_dir() -> Path:
 
 def _problem(folder: Path) -> str | None:
     """None when ``folder`` holds the four files as regular files; else what is wrong, naming the path."""
-    from fmnist.safe_files import kind, reason
-
     try:
         if not stat.S_ISDIR(os.stat(folder).st_mode):
             return f"{folder}: data folder does not exist (not a folder)"
     except OSError as error:
-        return f"{folder}: data folder does not exist" if error.errno == errno.ENOENT else f"{folder}: {reason(error)}"
+        return f"{folder}: data folder does not exist" if error.errno == errno.ENOENT else f"{folder}: {safe_files.reason(error)}"
     for name in FILES:
         try:
-            other = kind(os.stat(folder / name).st_mode)
+            other = safe_files.kind(os.stat(folder / name).st_mode)
         except OSError as error:
             if error.errno == errno.ENOENT:
                 return f"{folder / name}: missing (the folder needs {', '.join(FILES)})"
-            return f"{folder / name}: {reason(error)}"
+            return f"{folder / name}: {safe_files.reason(error)}"
         if other:
             return f"{folder / name}: not a regular file ({other})"
     return None
@@ -126,15 +132,13 @@ def _candidates(data_dir, quiet: bool = False):
 
 
 def decompress(path: Path) -> bytes:
-    from fmnist.safe_files import FileProblem, read_input
-
     try:
-        payload = read_input(path, MAX_DECOMPRESSED)  # a regular file, never a FIFO or a device
+        payload = safe_files.read_input(path, MAX_DECOMPRESSED)  # a regular file, never a FIFO or a device
         if not payload:
             raise DataError(f"{path}: empty file")
         with gzip.GzipFile(fileobj=io.BytesIO(payload)) as stream:
             raw = stream.read(MAX_DECOMPRESSED + 1)
-    except FileProblem as problem:
+    except InputError as problem:
         raise DataError(f"{path}: {problem}") from None
     except (gzip.BadGzipFile, zlib.error) as error:
         raise DataError(f"{path}: not a valid gzip file ({error})") from None
@@ -262,8 +266,8 @@ def describe(dataset: Dataset) -> dict:
     return {
         "source": str(dataset.source),
         "verified": dataset.verified,
-        "train_images": int(len(dataset.y_train)),
-        "test_images": int(len(dataset.y_test)),
+        "train_images": len(dataset.y_train),
+        "test_images": len(dataset.y_test),
         "pixel_max": int(pixels.max()),
         "pixel_min": int(pixels.min()),
         "pixel_mean": float(pixels.mean(dtype=np.float64)),

@@ -39,3 +39,28 @@ class Interrupted(FmnistError):
         after = (f"checkpoint kept. Resume with: {resume_command}" if resume_command
                  else "nothing to resume yet: run the command again")
         super().__init__(f"stopped by {name} {where}; {after}")
+
+
+class BackendUnavailable(FmnistError, ImportError):
+    """The Keras backend chosen by KERAS_BACKEND (or ~/.keras/keras.json) cannot be imported."""
+
+    exit_code = 2
+
+
+class ExportFailed(FmnistError):
+    """The exported model does not match the Keras model (or could not be converted); nothing is written."""
+
+    exit_code = 1
+
+
+class InputError(FmnistError):
+    """Why one input (a picture, an array, a file) cannot be used, in words ("permission denied",
+    "empty file"); the caller names the input, and the other inputs go on."""
+
+
+class UnsupportedFormat(InputError):
+    """Not a PNG or JPEG picture (nor, for files, a .npy array or IDX file)."""
+
+
+class TooLarge(InputError):
+    """More pixels than the limit, known from the header before any decoding."""

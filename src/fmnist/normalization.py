@@ -8,7 +8,7 @@ from training. The statistics are plain numbers so they can be written to ``conf
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -163,7 +163,7 @@ class GlobalStandardScaler:
     normalize arrays outside a model.
     """
 
-    def fit(self, x, y=None) -> "GlobalStandardScaler":
+    def fit(self, x, y=None) -> GlobalStandardScaler:
         stats = _fit_standard(np.asarray(x))
         self.mean_ = stats["mean"]
         self.scale_ = float(np.sqrt(stats["variance"]))

@@ -1,5 +1,6 @@
-"""Process-level set-up around the work: JAX's compilation cache and devices, signals, and joining
-other processes (several hosts) for a sweep."""
+"""What this process runs on and how it runs: fmnist's version and the libraries' (``versions``,
+``environment``), JAX's compilation cache and devices, signals, and joining other processes (several
+hosts) for a sweep."""
 
 from __future__ import annotations
 
@@ -7,6 +8,61 @@ import contextlib
 import os
 import signal
 import sys
+
+from fmnist.errors import Interrupted, UsageError
+
+VERSION = "0.1.0"  # the package's version (pyproject.toml reads it from here)
+
+
+def versions() -> str:
+    """fmnist, Python, the backend and the libraries, as the tutorial prints them first (read from the
+    installed packages' metadata: nothing is imported)."""
+    import platform
+    from importlib import metadata
+
+    backend = os.environ.get("KERAS_BACKEND", "jax")
+    lines = [f"fmnist {VERSION}", f"python {platform.python_version()}", f"backend {backend}"]
+    for package in ("keras", "jax", "jaxlib", "tensorflow", "tensorflow-cpu", "numpy", "scikit-learn", "matplotlib"):
+        try:
+            lines.append(f"{package} {metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            pass  # TensorFlow is optional
+    return "\n".join(lines)
+
+
+def environment() -> dict:
+    """What the numbers depend on: library versions, backend, devices, XLA flags (the tutorial's step 11)."""
+    import platform
+
+    import keras
+    import numpy as np
+
+    backend = keras.backend.backend()
+    info = {
+        "python": platform.python_version(),
+        "keras": keras.__version__,
+        "backend": backend,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "compilation_cache": os.environ.get("JAX_COMPILATION_CACHE_DIR", ""),
+    }
+    if backend == "jax":
+        import jax
+        import jaxlib
+
+        device = jax.devices()[0]
+        info.update(jax=jax.__version__, jaxlib=jaxlib.__version__, device=f"{device.platform}:{device.device_kind}",
+                    device_count=jax.device_count(), process_count=jax.process_count())
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        info.update(tensorflow=tf.__version__, device="gpu" if gpus else "cpu")
+    else:
+        info.update(device="cpu")
+    return info
 
 
 def use_compilation_cache() -> None:
@@ -55,8 +111,6 @@ def stop_on_signals():
     C-level handler also writes a byte per signal to the wakeup file descriptor, so the handler counts
     those bytes instead: the second signal is never lost, but it acts only when that program returns.
     """
-    from fmnist.errors import Interrupted
-
     stop = Stop()
     reader, writer = os.pipe()
     for descriptor in (reader, writer):
@@ -108,8 +162,6 @@ def join_processes(coordinator_address: str | None, num_processes: int | None, p
     Unset values come from JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID, then from
     JAX's own cluster detection (Slurm, Open MPI, Kubernetes). Nothing happens when none is set.
     """
-    from fmnist.errors import UsageError
-
     address = coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS")
     count = num_processes if num_processes is not None else _env_int("JAX_NUM_PROCESSES")
     index = process_id if process_id is not None else _env_int("JAX_PROCESS_ID")
@@ -126,8 +178,6 @@ def join_processes(coordinator_address: str | None, num_processes: int | None, p
 
 
 def _env_int(name: str) -> int | None:
-    from fmnist.errors import UsageError
-
     value = os.environ.get(name)
     if value is None:
         return None

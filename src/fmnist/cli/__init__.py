@@ -12,8 +12,7 @@ import argparse
 import os
 import sys
 
-from fmnist import __version__
-from fmnist.runtime import use_compilation_cache, use_cpu_devices
+from fmnist.runtime import use_compilation_cache, use_cpu_devices, versions
 
 MANY_MODELS = ("sweep", "compare")  # members are sharded over the devices: one per core on the CPU
 
@@ -38,20 +37,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def versions() -> str:
-    """fmnist, Python, the backend and the libraries, as the tutorial prints them first (read from the
-    installed packages' metadata: nothing is imported)."""
-    import platform
-    from importlib import metadata
-
-    backend = os.environ.get("KERAS_BACKEND", "jax")
-    lines = [f"fmnist {__version__}", f"python {platform.python_version()}", f"backend {backend}"]
-    for package in ("keras", "jax", "jaxlib", "tensorflow", "tensorflow-cpu", "numpy", "scikit-learn", "matplotlib"):
-        try:
-            lines.append(f"{package} {metadata.version(package)}")
-        except metadata.PackageNotFoundError:
-            pass  # TensorFlow is optional
-    return "\n".join(lines)
 
 
 class _Versions(argparse.Action):
@@ -91,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     from fmnist.errors import FmnistError
-    from fmnist.text import printable
+    from fmnist.guard.text import printable
 
     args = None
     try:
@@ -115,7 +100,7 @@ def _main(argv: list[str] | None) -> int:
     except OSError as error:  # a file the library did not expect to fail (a full disk, a vanished folder)
         if getattr(args, "debug", False):
             raise
-        from fmnist.safe_files import FULL
+        from fmnist.guard.safe_files import FULL
 
         where = f"{error.filename}: " if error.filename else ""
         print(f"fmnist: error: {printable(where + (error.strerror or str(error)).lower())}", file=sys.stderr)

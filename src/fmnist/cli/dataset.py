@@ -41,9 +41,8 @@ def data_command(args) -> int:
         return 0
     if args.data_command == "show":
         from fmnist.errors import UsageError
-        from fmnist.plots import plot_samples
-
-        from fmnist.safe_files import writable
+        from fmnist.guard.safe_files import writable
+        from fmnist.reporting.plots import plot_samples
 
         if not 1 <= args.per_class <= 50:
             raise UsageError(f"--per-class {args.per_class}: must be between 1 and 50")

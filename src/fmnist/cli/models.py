@@ -63,8 +63,9 @@ def add_parsers(commands) -> None:
 
 
 def evaluate_command(args) -> int:
-    from fmnist.evaluation import evaluate_report, format_per_class, load_model
-    from fmnist.safe_files import writable, write_error
+    from fmnist.guard.safe_files import writable, write_error
+    from fmnist.inference.evaluation import evaluate_report, format_per_class
+    from fmnist.inference.load import load_model
 
     model = load_model(args.model)  # a bad model file is reported before the data are read
     target = Path(args.model)
@@ -92,7 +93,7 @@ def evaluate_command(args) -> int:
 def _same_data(run_folder: Path, dataset) -> None:
     """Warn when the run recorded other data than the data it is scored on."""
     from fmnist.errors import DataError, UsageError
-    from fmnist.runs import read_config
+    from fmnist.store.runs import read_config
 
     try:
         recorded = read_config(run_folder)["data"]
@@ -105,10 +106,16 @@ def _same_data(run_folder: Path, dataset) -> None:
 
 def predict_command(args) -> int:
     from fmnist.errors import UsageError
-    from fmnist.evaluation import load_model
-    from fmnist.images import read_inputs
-    from fmnist.predict import SHEET_LIMIT, draw_sheet, predict, render, save_inputs
-    from fmnist.safe_files import writable
+    from fmnist.guard.safe_files import writable
+    from fmnist.inference.load import load_model
+    from fmnist.inference.predict import (
+        SHEET_LIMIT,
+        draw_sheet,
+        predict,
+        render,
+        save_inputs,
+    )
+    from fmnist.inputs.read import read_inputs
 
     # The outputs are checked before any work, so that a typo costs nothing.
     folder, sheet = (Path(value) if value else None for value in (args.save_inputs, args.sheet))
@@ -185,7 +192,7 @@ def _serve_parser(commands) -> None:
 
 
 def export_command(args) -> int:
-    from fmnist.export import export_onnx, export_paths
+    from fmnist.inference.export import export_onnx, export_paths
 
     source, path = export_paths(args.model, args.output)  # a typo costs nothing
     dataset = common.load_data(args)
@@ -204,7 +211,7 @@ SERVE_OPTIONS = {"max_body_bytes": "--max-body-mb", "max_pixels": "--max-pixels"
 
 def serve_command(args) -> int:
     from fmnist.errors import UsageError
-    from fmnist.evaluation import load_model, model_path
+    from fmnist.inference.load import load_model, model_path
     from fmnist.serve import ServeConfig
 
     if not math.isfinite(args.max_body_mb):  # round() cannot take NaN or infinity

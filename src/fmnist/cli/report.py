@@ -19,7 +19,7 @@ def add_parsers(commands) -> None:
 
 
 def report_command(args) -> int:
-    from fmnist.report import write_report
+    from fmnist.reporting.report import write_report
 
     print(f"wrote {write_report(args.folder)}")
     return 0
@@ -29,7 +29,7 @@ def write_at_end(folder) -> None:
     """train, compare and sweep: the report beside their other files (process 0), named on stderr."""
     import sys
 
-    from fmnist.report import write_report
+    from fmnist.reporting.report import write_report
 
     print(f"fmnist: wrote {write_report(folder)}", file=sys.stderr)
 
@@ -39,7 +39,7 @@ def after_evaluate(folder) -> None:
     has one, now show the evaluation."""
     from pathlib import Path
 
-    from fmnist import artifacts
+    from fmnist.store import artifacts
 
     folder = Path(folder)
     if not (folder / "config.json").is_file():

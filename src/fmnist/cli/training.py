@@ -6,8 +6,8 @@ import argparse
 import dataclasses
 import sys
 
-from fmnist import tables
 from fmnist.cli import common, report
+from fmnist.reporting import tables
 from fmnist.runtime import stop_on_signals
 
 
@@ -50,9 +50,9 @@ def add_parsers(commands) -> None:
 def train_command(args) -> int:
     from fmnist.config import TrainConfig
     from fmnist.errors import UsageError
-    from fmnist.progress import Progress
-    from fmnist.runs import resume_config
-    from fmnist.train import train
+    from fmnist.training.progress import Progress
+    from fmnist.training.resume import resume_config
+    from fmnist.training.train import train
 
     if args.resume:
         if args.output_dir:
@@ -80,9 +80,14 @@ COMPARE_DEFAULTS = {"methods": "none,rescale,standard,per-pixel", "seeds": 3, "b
 
 
 def compare_command(args) -> int:
-    from fmnist.compare import compare, format_table, parse_methods, resume_arguments
     from fmnist.config import TrainConfig
     from fmnist.errors import UsageError
+    from fmnist.training.compare import (
+        compare,
+        format_table,
+        parse_methods,
+        resume_arguments,
+    )
 
     named = common.given(args) | {key: getattr(args, key) for key in COMPARE_DEFAULTS if getattr(args, key) is not None}
     if args.resume:
@@ -176,10 +181,10 @@ SWEEP_SETTINGS = ("methods", "learning_rates", "optimizers", "seeds", "seed", "e
 
 def sweep_command(args) -> int:
     from fmnist.config import SweepConfig
-    from fmnist.runs import read_study
+    from fmnist.reporting.tables import answer, format_best
     from fmnist.runtime import is_main_process, join_processes
-    from fmnist.sweep import sweep
-    from fmnist.tables import answer, format_best
+    from fmnist.store.studies import read_study
+    from fmnist.training.sweep import sweep
 
     join_processes(args.coordinator_address, args.num_processes, args.process_id)
     named = {key: getattr(args, key) for key in SWEEP_SETTINGS if getattr(args, key) is not None}

@@ -29,6 +29,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from fmnist import normalization
 from fmnist.engines import batches
 from fmnist.engines.program import Program, pad_blocks, read_state
 
@@ -291,7 +292,6 @@ class _InitialState:
     def __init__(self, optimizer: str, stats: dict[str, dict], members: list[Member]):
         import keras
 
-        from fmnist import normalization
         from fmnist.model import build_member_model
 
         self.members = members

@@ -1,7 +1,7 @@
 """The ASGI application: three routes, the input rules, and batched inference on one model.
 
-Uploads go through the same code as ``fmnist predict``: ``images.read_bytes`` (PNG/JPEG, the pixel
-count checked from the header, the dataset's conversion) or ``images.check_pixels`` (raw pixels, the
+Uploads go through the same code as ``fmnist predict``: ``read.read_bytes`` (PNG/JPEG, the pixel
+count checked from the header, the dataset's conversion) or ``read.check_pixels`` (raw pixels, the
 ``.npy`` rules), and the answer is built by ``predict.results``. Pictures are converted on worker
 threads, at most one per core at once; the model runs on its own thread, on all the images waiting at
 that moment together (up to ``max_batch``), so concurrent requests share model calls instead of queueing.
@@ -26,11 +26,15 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from fmnist import CLASS_NAMES, __version__, images, predict
+from fmnist.data import CLASS_NAMES
+from fmnist.errors import InputError, TooLarge, UnsupportedFormat
+from fmnist.inference import predict
+from fmnist.inputs import read
+from fmnist.runtime import VERSION
 from fmnist.serve import ServeConfig
 from fmnist.serve.page import page_and_policy
 
-QUERY = {"invert": images.INVERT_CHOICES, "conversion": ("dataset", "simple"), "pixels": ("0", "1", "false", "true")}
+QUERY = {"invert": read.INVERT_CHOICES, "conversion": ("dataset", "simple"), "pixels": ("0", "1", "false", "true")}
 HEADERS = {"x-content-type-options": "nosniff", "cache-control": "no-store"}
 
 
@@ -137,7 +141,7 @@ def create_app(model, model_file: Path, config: ServeConfig = ServeConfig()) -> 
     async def health(request: Request) -> Response:
         runtime = getattr(model, "runtime", None) or f"keras ({os.environ.get('KERAS_BACKEND', 'jax')})"
         return JSONResponse({"status": "ok", "model": Path(model_file).name, "runtime": runtime,
-                             "classes": list(CLASS_NAMES), "fmnist": __version__}, headers=HEADERS)
+                             "classes": list(CLASS_NAMES), "fmnist": VERSION}, headers=HEADERS)
 
     async def predict_route(request: Request) -> Response:
         try:
@@ -169,7 +173,7 @@ def create_app(model, model_file: Path, config: ServeConfig = ServeConfig()) -> 
     return app
 
 
-def _options(request: Request) -> tuple[images.Reading, bool]:
+def _options(request: Request) -> tuple[read.Reading, bool]:
     """``?invert=auto|yes|no&conversion=dataset|simple&pixels=1``, as ``fmnist predict``'s options."""
     for key, value in request.query_params.multi_items():
         if key not in QUERY:
@@ -177,7 +181,7 @@ def _options(request: Request) -> tuple[images.Reading, bool]:
         if value not in QUERY[key]:
             raise Refused(400, f"{key}={value!r}; choose from {', '.join(QUERY[key])}")
     params = request.query_params
-    reading = images.Reading(params.get("invert", "auto"), params.get("conversion", "dataset"))
+    reading = read.Reading(params.get("invert", "auto"), params.get("conversion", "dataset"))
     return reading, params.get("pixels", "0") in ("1", "true")
 
 
@@ -204,7 +208,7 @@ async def _read_body(request: Request, config: ServeConfig) -> bytes:
     return bytes(body)
 
 
-async def _items(request: Request, body: bytes, reading, config: ServeConfig, limiter) -> list[images.Item]:
+async def _items(request: Request, body: bytes, reading, config: ServeConfig, limiter) -> list[read.Item]:
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "application/json":
         return _json_items(body, config)
@@ -212,12 +216,12 @@ async def _items(request: Request, body: bytes, reading, config: ServeConfig, li
     if kind == "multipart/form-data":
         name, body = await _upload(request, body)
     try:
-        item = await anyio.to_thread.run_sync(images.read_bytes, body, name, reading, config.max_pixels, limiter=limiter)
-    except images.UnsupportedFormat as error:
+        item = await anyio.to_thread.run_sync(read.read_bytes, body, name, reading, config.max_pixels, limiter=limiter)
+    except UnsupportedFormat as error:
         raise Refused(415, f"{name}: {error}") from None
-    except images.TooLarge as error:
+    except TooLarge as error:
         raise Refused(413, f"{name}: {error}") from None
-    except images.InputError as error:
+    except InputError as error:
         raise Refused(422, f"{name}: {error}") from None
     return [item]
 
@@ -241,7 +245,7 @@ async def _upload(request: Request, body: bytes) -> tuple[str, bytes]:
         await form.close()  # the parser's spooled temporary files
 
 
-def _json_items(body: bytes, config: ServeConfig) -> list[images.Item]:
+def _json_items(body: bytes, config: ServeConfig) -> list[read.Item]:
     """A JSON array of 28x28 raw pixels (0..255), or N of them, as ``.npy`` arrays are taken."""
     try:
         value = json.loads(body)
@@ -254,7 +258,7 @@ def _json_items(body: bytes, config: ServeConfig) -> list[images.Item]:
     if array.ndim == 3 and len(array) > config.max_images:
         raise Refused(413, f"{len(array)} images in one request; the limit is {config.max_images}")
     try:
-        pixels = images.check_pixels(array, "JSON array")
-    except images.InputError as error:
+        pixels = read.check_pixels(array, "JSON array")
+    except InputError as error:
         raise Refused(422, str(error)) from None
-    return [images.Item("json", index, image) for index, image in enumerate(pixels)]
+    return [read.Item("json", index, image) for index, image in enumerate(pixels)]

@@ -14,9 +14,20 @@ import csv
 import math
 from pathlib import Path
 
-from fmnist import __version__, artifacts, runs, stats, tables, tensorboard
 from fmnist.errors import UsageError
-from fmnist.htmlpage import figure, integer, number, page, pairs, section, table, text
+from fmnist.reporting import events, stats, tables
+from fmnist.reporting.html import (
+    figure,
+    integer,
+    number,
+    page,
+    pairs,
+    section,
+    table,
+    text,
+)
+from fmnist.runtime import VERSION
+from fmnist.store import artifacts, runs, studies
 
 REPORT = "report.html"
 # The tutorial's own numbers (its published output): epoch 10 of the standardized MLP, and its test set.
@@ -29,15 +40,15 @@ TUTORIAL = {"settings": {"normalization": "standard", "optimizer": "sgd", "learn
 def write_report(folder) -> Path:
     """Write ``folder``/report.html; UsageError when the folder is neither a run nor a study."""
     folder = Path(folder)
-    if (folder / runs.STUDY_FILE).is_file():  # both readers check the settings: valid values, no markup
-        title, lead, sections = _study(folder, runs.read_study(folder))
+    if (folder / studies.STUDY_FILE).is_file():  # both readers check the settings: valid values, no markup
+        title, lead, sections = _study(folder, studies.read_study(folder))
     elif (folder / "config.json").is_file():
         title, lead, sections = _run(folder, runs.read_config(folder))
     elif not folder.is_dir():
         raise UsageError(f"{folder}: no such folder" if not folder.exists() else f"{folder}: not a folder")
     else:
-        raise UsageError(f"{folder}: not a run, comparison or sweep folder (no config.json or {runs.STUDY_FILE})")
-    footer = (f"Written by fmnist {text(__version__)} from the files in <code>{text(folder)}</code>; "
+        raise UsageError(f"{folder}: not a run, comparison or sweep folder (no config.json or {studies.STUDY_FILE})")
+    footer = (f"Written by fmnist {text(VERSION)} from the files in <code>{text(folder)}</code>; "
               f"<code>fmnist report {text(folder)}</code> writes it again. Training curves of every run and member: "
               f"<code>tensorboard --logdir {text(folder)}</code>.")
     path = folder / REPORT
@@ -81,7 +92,7 @@ def _run(folder: Path, config: dict) -> tuple[str, str, list[str]]:
 
 
 def _run_answer(folder: Path, settings: dict, history: list[dict], metrics: dict | None) -> str:
-    status = tensorboard.run_status(history, settings["epochs"], metrics)
+    status = events.run_status(history, settings["epochs"], metrics)
     last = history[-1] if history else {}
     if status == "diverged":
         return (f'<div class="answer bad"><p>Training <strong>diverged</strong> at epoch {last["epoch"]}: the loss became '
@@ -113,7 +124,7 @@ def _evaluation(folder: Path, heading: str = "") -> str:
         return f"<p>Not evaluated yet: <code>fmnist evaluate {text(folder)}</code> adds per-class precision, recall " \
                "and F1, the confusion matrix and the most confident mistakes, here and in TensorBoard.</p>"
     result = artifacts.read_json(folder / "evaluation.json")
-    note = "" if tensorboard.evaluation_images(folder) or not (folder / "model.keras").is_file() else (
+    note = "" if events.evaluation_images(folder) or not (folder / "model.keras").is_file() else (
         "<p><strong>Older than the model</strong>: this evaluation was made before the run trained on; run "
         f"<code>fmnist evaluate {text(folder)}</code> again.</p>")
     scores = table(result["per_class"], [("class", "class"), ("precision", "precision", lambda v: number(v, 3)),

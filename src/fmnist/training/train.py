@@ -2,7 +2,7 @@
 
 ``setup_run``: data -> split -> fit normalization on the training split -> model with the
 normalization inside -> run folder (new, or reopened to resume). ``fit_epochs``: the engine, one epoch
-at a time, a checkpoint after each. Then test metrics and the run's files (runs.write_results).
+at a time, a checkpoint after each. Then test metrics and the run's files (write_results).
 """
 
 from __future__ import annotations
@@ -15,11 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-from fmnist import artifacts, checkpoint, data, engines, normalization, runs, tables, tensorboard
+from fmnist import data, engines, normalization
 from fmnist.config import TrainConfig
 from fmnist.errors import Interrupted, TrainingFailed, UsageError
-from fmnist.progress import Progress
+from fmnist.inference.evaluation import test_metrics
+from fmnist.reporting import events, plots, tables
 from fmnist.runtime import tell_resume
+from fmnist.store import artifacts, checkpoint, runs
+from fmnist.training.progress import Progress
 
 
 @dataclasses.dataclass
@@ -102,7 +105,7 @@ def setup_run(config: TrainConfig, output_dir: str | os.PathLike | None = None, 
         history = saved.history
         log(f"resuming {run_dir} after epoch {saved.epoch}")
     artifacts.write_csv(run_dir / "history.csv", history, artifacts.HISTORY_COLUMNS)  # consistent with the checkpoint
-    tensorboard.start_run(run_dir, dataclasses.asdict(config), history)  # the checkpointed epochs, no more
+    events.start_run(run_dir, dataclasses.asdict(config), history)  # the checkpointed epochs, no more
     return Run(config, run_dir, run_id, splits, model, history, engine_name, (float(high), float(low)))
 
 
@@ -123,7 +126,7 @@ def fit_epochs(run: Run, progress: Progress, should_stop=None) -> int | None:
         if finite(row):  # a non-finite epoch is recorded in the history but never checkpointed
             checkpoint.save(run.run_dir, run.model, epoch, run.history, run.run_id)  # the checkpoint first,
         artifacts.write_csv(run.run_dir / "history.csv", run.history, artifacts.HISTORY_COLUMNS)  # then its history
-        tensorboard.append_epoch(run.run_dir, row, config.learning_rate)  # then its events
+        events.append_epoch(run.run_dir, row, config.learning_rate)  # then its events
         if not finite(row):
             return epoch
         signal_number = should_stop() if should_stop else None
@@ -145,8 +148,6 @@ def train(
 ) -> RunResult:
     """Train one run and write its folder. Raises TrainingFailed (after writing what it has) on a
     non-finite loss."""
-    from fmnist.evaluation import test_metrics
-
     started = time.perf_counter()
     run = setup_run(config, output_dir, resume=resume, runs_root=runs_root, log=log, dataset=dataset,
                     should_stop=should_stop)
@@ -155,11 +156,24 @@ def train(
     if diverged_at is None:
         metrics |= test_metrics(run.model, run.splits.x_test, run.splits.y_test)
     metrics["status"] = tables.status_of(run.history, config.epochs, tested=True)[0]  # the words compare uses
-    runs.write_results(run.run_dir, config, run.history, metrics, None if diverged_at else run.model, started)
-    tensorboard.write_run(run.run_dir)  # with the status and test metrics
+    write_results(run.run_dir, config, run.history, metrics, None if diverged_at else run.model, started)
+    events.write_run(run.run_dir)  # with the status and test metrics
     if diverged_at is not None:
         raise TrainingFailed(
             f"training diverged: non-finite loss or accuracy at epoch {diverged_at}; "
             f"no model.keras was saved ({run.run_dir})"
         )
     return RunResult(run.run_dir, run.history, metrics, run.scaled_range)
+
+
+def write_results(run_dir: Path, config: TrainConfig, history: list[dict], metrics: dict, model=None,
+                  started: float | None = None) -> None:
+    """The end of a run: model.keras (unless it diverged), learning_curves.png and metrics.json, in that
+    order, so a metrics.json means the rest is there. ``started``: the run's perf_counter start, for
+    ``wall_seconds``."""
+    if model is not None:
+        artifacts.write_with(run_dir / "model.keras", model.save)
+    plots.plot_learning_curves(history, run_dir / "learning_curves.png", title=f"{config.name} ({config.normalization})")
+    if started is not None:
+        metrics["wall_seconds"] = time.perf_counter() - started
+    artifacts.write_json(run_dir / "metrics.json", metrics)

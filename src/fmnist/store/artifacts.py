@@ -11,8 +11,13 @@ import io
 import json
 import math
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
+
+from fmnist.guard.safe_files import (
+    read_json as read,  # bounded; a damaged file is a DataError naming it
+)
+from fmnist.guard.safe_files import write_error
 
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds")
 
@@ -29,8 +34,6 @@ def atomic_path(path: Path) -> Iterator[Path]:
                 os.fsync(handle.fileno())
         os.replace(temporary, path)
     except OSError as error:  # read-only, full, vanished: one line naming the file (the old one stays whole)
-        from fmnist.safe_files import write_error
-
         raise write_error(path, error) from None
     finally:
         with contextlib.suppress(OSError):
@@ -72,8 +75,6 @@ def write_json(path: Path, payload: dict) -> None:
 
 
 def read_json(path: Path) -> dict:
-    from fmnist.safe_files import read_json as read  # bounded; a damaged file is a DataError naming it
-
     return read(Path(path))
 
 

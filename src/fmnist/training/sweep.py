@@ -14,18 +14,29 @@ devices; process 0 writes everything else.
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from pathlib import Path
 
 import numpy as np
 
-from fmnist import artifacts, checkpoint, data, normalization, runs, tables, tensorboard
-from fmnist.config import SweepConfig
+from fmnist import data, normalization
+from fmnist.config import SweepConfig, TrainConfig
 from fmnist.errors import Interrupted
-from fmnist.progress import Clock, Progress
-from fmnist.grid import StudyMember, describe_grid, grid_extension, members_of, plan_programs
-from fmnist.runtime import any_process, tell_resume
-from fmnist.study_resume import resumed_programs
+from fmnist.reporting import events, plots, tables
+from fmnist.runtime import any_process, barrier, is_main_process, tell_resume
+from fmnist.store import artifacts, program_files, studies
+from fmnist.store.runs import create_run
+from fmnist.training.grid import (
+    StudyMember,
+    describe_grid,
+    grid_extension,
+    members_of,
+    plan_programs,
+)
+from fmnist.training.progress import Clock, Progress
+from fmnist.training.resume import resumed_programs
+from fmnist.training.train import write_results
 
 
 @dataclasses.dataclass
@@ -52,17 +63,17 @@ def run_study(config: SweepConfig, output_dir=None, *, kind: str = "sweep", resu
     members = members_of(config, kind)
     if resume:
         folder = Path(output_dir)
-        recorded = runs.reopen_study(folder, kind, dataset)
+        recorded = studies.reopen_study(folder, kind, dataset)
         programs = resumed_programs(recorded, config, kind, members)
         for member in members:  # now, not after training: a foreign run where a member's folder belongs
-            runs.kept_member(folder / member.name, recorded.get("study_id", ""))
+            studies.kept_member(folder / member.name, recorded.get("study_id", ""))
         if programs != recorded["programs"]:
-            runs.record_study(folder, recorded, config, programs)
+            studies.record_study(folder, recorded, config, programs)
         artifacts.remove_temporaries(folder)
     else:
         programs = plan_programs(config, members)
-        folder = runs.create_study(config, output_dir, kind, runs_root, dataset, programs)
-    tell_resume(should_stop, f"{runs.KIND_COMMANDS[kind]} --resume {folder}")  # for a second signal's message
+        folder = studies.create_study(config, output_dir, kind, runs_root, dataset, programs)
+    tell_resume(should_stop, f"{studies.KIND_COMMANDS[kind]} --resume {folder}")  # for a second signal's message
     stats = {method: normalization.get(method).fit(splits.x_train) for method in config.methods}
     devices = jax.devices()
     log(f"{kind}: {len(members)} members ({describe_grid(config)}), {config.epochs} epochs, "
@@ -77,13 +88,13 @@ def run_study(config: SweepConfig, output_dir=None, *, kind: str = "sweep", resu
                            splits, state, clock, log, live, should_stop, kind)
             stop = any_process(should_stop() if should_stop else None)
             if stop and number < len(programs):
-                raise Interrupted(stop, f"after program {program['name']}", f"{runs.KIND_COMMANDS[kind]} --resume {folder}")
+                raise Interrupted(stop, f"after program {program['name']}", f"{studies.KIND_COMMANDS[kind]} --resume {folder}")
         done = len(programs)
         added = grid_extension(config, state.rows()) if kind == "sweep" else ()
         if not added:
             break
         if stop:  # the extension is decided again, the same way, on resume
-            raise Interrupted(stop, "before extending the grid", f"{runs.KIND_COMMANDS[kind]} --resume {folder}")
+            raise Interrupted(stop, "before extending the grid", f"{studies.KIND_COMMANDS[kind]} --resume {folder}")
         config, members, programs = _extend(folder, config, kind, programs, added, state, clock, log)
     _save_models(folder, config, members, programs, state, stats, dataset)
     state.write()
@@ -98,7 +109,7 @@ def _extend(folder, config, kind, programs, added, state, clock, log):
     fresh = plan_programs(config, members[before:])
     fresh = [program | {"name": f"edge{len(programs) + number}-{program['optimizer']}"}
              for number, program in enumerate(fresh, 1)]
-    runs.record_study(folder, runs.read_study(folder, kind), config, programs + fresh)
+    studies.record_study(folder, studies.read_study(folder, kind), config, programs + fresh)
     state.grow(members, fresh)
     clock.total += config.epochs * (len(members) - before)
     log(f"{kind}: best rate on the edge of the rates tried, adding " + ", ".join(
@@ -130,8 +141,6 @@ class _Tables:
                                   self.run_dirs)
 
     def write(self) -> None:
-        from fmnist.runtime import is_main_process
-
         if is_main_process():
             artifacts.write_csv(self.folder / "members.csv", self.rows(), tables.MEMBER_COLUMNS)
             artifacts.write_csv(self.folder / "history.csv", tables.history_rows(self.members, self.histories),
@@ -143,7 +152,7 @@ def _train_program(program, label, config, folder, members, stats, splits, state
     from fmnist.engines.members import Member, MembersEngine
 
     name, indices = program["name"], program["members"]
-    saved = checkpoint.read_progress(folder, name)
+    saved = program_files.read_progress(folder, name)
     if saved:
         for index, history in zip(indices, saved["history"]):
             state.histories[index] = history
@@ -151,7 +160,7 @@ def _train_program(program, label, config, folder, members, stats, splits, state
     if saved and saved["done"]:
         for position, index in enumerate(indices):
             state.tests[index] = {key: values[position] for key, values in saved["test"].items()}
-        tensorboard.write_members(folder, config, members, indices, state.histories, state.tests)
+        events.write_members(folder, config, members, indices, state.histories, state.tests)
         log(f"{label} finished earlier: {len(indices)} members")
         return
     progress = Progress(config.epochs, live=live)
@@ -159,10 +168,10 @@ def _train_program(program, label, config, folder, members, stats, splits, state
                                                   for i in indices], stats, splits, config.batch_size, progress)
     first, seconds = 1, 0.0
     if saved:
-        engine.load_state(checkpoint.read_program_state(folder, name, saved["epoch"]), saved["alive"])
+        engine.load_state(program_files.read_program_state(folder, name, saved["epoch"]), saved["alive"])
         first, seconds = saved["epoch"] + 1, saved["seconds"]
         log(f"{label} resuming after epoch {saved['epoch']}")
-    tensorboard.write_members(folder, config, members, indices, state.histories)  # the checkpointed epochs
+    events.write_members(folder, config, members, indices, state.histories)  # the checkpointed epochs
     for epoch in range(first, config.epochs + 1):
         alive = engine.alive.copy()
         started = time.perf_counter()
@@ -174,23 +183,23 @@ def _train_program(program, label, config, folder, members, stats, splits, state
                 state.histories[index].append(
                     {"epoch": epoch, **{key: float(values[position]) for key, values in metrics.items()},
                      "epoch_seconds": elapsed})
-        checkpoint.save_program(folder, name, engine, epoch, [state.histories[i] for i in indices], seconds)
+        program_files.save_program(folder, name, engine, epoch, [state.histories[i] for i in indices], seconds)
         progress.clear()
         eta = clock.add(int(alive.sum()), elapsed)
         log(f"{label} epoch {epoch}/{config.epochs} {elapsed:.1f}s: "
             f"{_epoch_summary(members, indices, metrics, alive, engine.alive)}; {eta}")
         state.write()
-        tensorboard.append_members(folder, members, indices, state.histories, epoch)
+        events.append_members(folder, members, indices, state.histories, epoch)
         stop = any_process(should_stop() if should_stop else None)
         if stop and epoch < config.epochs:
             raise Interrupted(stop, f"after epoch {epoch} of program {name}",
-                              f"{runs.KIND_COMMANDS[kind]} --resume {folder}")
+                              f"{studies.KIND_COMMANDS[kind]} --resume {folder}")
     test = engine.test_metrics()
     for position, index in enumerate(indices):
         state.tests[index] = {key: float(values[position]) for key, values in test.items()}
-    checkpoint.finish_program(folder, name, [state.histories[i] for i in indices], engine.alive, seconds,
+    program_files.finish_program(folder, name, [state.histories[i] for i in indices], engine.alive, seconds,
                               {key: values.tolist() for key, values in test.items()})
-    tensorboard.write_members(folder, config, members, indices, state.histories, state.tests)
+    events.write_members(folder, config, members, indices, state.histories, state.tests)
 
 
 def _epoch_summary(members, indices, metrics, alive_before, alive_after) -> str:
@@ -230,22 +239,20 @@ def _save_models(folder, config, members, programs, state, stats, dataset) -> No
     """Each kept member's run folder with its model, written by the process that holds the member."""
     import jax
 
-    from fmnist.config import TrainConfig
     from fmnist.engines.program import read_state
     from fmnist.model import build_model
-    from fmnist.runtime import barrier
 
     rows = state.rows()
-    study_id = runs.read_study(folder).get("study_id", "")
+    study_id = studies.read_study(folder).get("study_id", "")
     kept = set(_kept(config, members, rows))
     state.run_dirs = {index: members[index].name for index in kept}
     splits = data.split(dataset, config.valid_size)
     for program in programs:
         positions = [position for position, index in enumerate(program["members"]) if index in kept
-                     and not runs.kept_member(folder / members[index].name, study_id)]
+                     and not studies.kept_member(folder / members[index].name, study_id)]
         if not positions:
             continue
-        saved = checkpoint.read_program_state(folder, program["name"], config.epochs, positions,
+        saved = program_files.read_program_state(folder, program["name"], config.epochs, positions,
                                               process=jax.process_index())
         for position, arrays in saved.items():
             member, row = members[program["members"][position]], rows[program["members"][position]]
@@ -265,20 +272,17 @@ def _save_models(folder, config, members, programs, state, stats, dataset) -> No
                                           (model.optimizer.variables, "optimizer")):
                     for number, variable in enumerate(variables):
                         variable.assign(arrays[f"{prefix}_{number}"])
-            runs.member_run(folder, run_config, dataset, stats[member.method], state.histories[member.index], metrics,
+            member_run(folder, run_config, dataset, stats[member.method], state.histories[member.index], metrics,
                             model, {"study": str(folder), "study_id": study_id, "index": member.index,
                                     "program": program["name"]})
     barrier("models saved")
-    checkpoint.remove_program_states(folder, jax.process_index())
+    program_files.remove_program_states(folder, jax.process_index())
 
 
 def sweep(config: SweepConfig, output_dir=None, *, resume: bool = False, runs_root="runs", log=print,
           live: bool | None = None, should_stop=None) -> tuple[StudyResult, list[dict]]:
     """``fmnist sweep``: the study, then summary.csv, best.csv, a heatmap and best-rate curves per
     optimizer. Returns the result and the rows of best.csv."""
-    from fmnist import plots
-    from fmnist.runtime import is_main_process
-
     result = run_study(config, output_dir, kind="sweep", resume=resume, runs_root=runs_root, log=log, live=live,
                        should_stop=should_stop)
     summary = tables.summary_rows(result.rows)
@@ -297,3 +301,17 @@ def sweep(config: SweepConfig, output_dir=None, *, resume: bool = False, runs_ro
                       if row["optimizer"] == optimizer and row["learning_rate"] != ""}
             plots.plot_best_curves(chosen, labels, optimizer, result.folder / f"curves-{optimizer}.png")
     return result, best
+
+
+def member_run(folder: Path, config: TrainConfig, dataset, stats: dict, history: list[dict], metrics: dict,
+               model, member: dict) -> None:
+    """The run folder of a study member whose model is kept: the files of ``fmnist train``'s folder but
+    the checkpoint, so ``evaluate`` and ``predict`` take it like any run."""
+    run_dir = folder / config.name
+    if os.path.lexists(run_dir):  # left half-written by this study when interrupted (kept_member checked it)
+        import shutil
+
+        shutil.rmtree(run_dir)
+    create_run(config, run_dir, None, dataset, stats, "members", extra={"study_member": member})
+    artifacts.write_csv(run_dir / "history.csv", history, artifacts.HISTORY_COLUMNS)
+    write_results(run_dir, config, history, metrics, model)

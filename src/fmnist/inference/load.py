@@ -1,7 +1,7 @@
-"""Loading saved models safely and measuring them on raw test images.
+"""Loading a saved model safely, and class probabilities from raw pixels.
 
-Two kinds of model file: ``.keras`` (Keras v3 archives, checked here before Keras reads them, loaded with
-safe mode on) and ``.onnx`` (checked and run by ``fmnist.export`` through onnxruntime, no Keras import).
+Two kinds of model file: ``.keras`` (Keras v3 archives, checked before Keras reads them, loaded with
+safe mode on) and ``.onnx`` (checked by ``guard.onnx_files``, run by onnxruntime, no Keras import).
 Both give an object with ``predict(images, batch_size=…, verbose=0)``, which is all the rest uses.
 """
 
@@ -10,21 +10,60 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
 
-from fmnist import CLASS_NAMES
-from fmnist.errors import DataError, FmnistError
+from fmnist.errors import BackendUnavailable, DataError
+from fmnist.guard import archives, safe_files
+from fmnist.guard.model_checks import check_keras_model, probe
+from fmnist.guard.onnx_files import check_onnx, require
+
+
+class OnnxModel:
+    """A checked ``.onnx`` classifier run by onnxruntime on the CPU.
+
+    ``predict`` has the signature of Keras's (what fmnist's predict, evaluate and serve call), so an
+    OnnxModel goes wherever a Keras model does, without importing Keras."""
+
+    def __init__(self, path: Path, payload: bytes):
+        ort = require("onnxruntime")
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # errors only: no warnings about unused initializers on stderr
+        try:
+            self.session = ort.InferenceSession(payload, options, providers=["CPUExecutionProvider"])
+        except Exception as error:
+            raise DataError(f"{path}: onnxruntime cannot load the model ({str(error).splitlines()[0]})") from None
+        (self.input,), (self.output,) = self.session.get_inputs(), self.session.get_outputs()
+        self.input_dtype = np.uint8 if self.input.type == "tensor(uint8)" else np.float32
+        self.path = path
+        self.runtime = f"onnxruntime {version('onnxruntime')}"
+
+    def predict(self, images, batch_size: int | None = None, verbose=0) -> np.ndarray:
+        images = np.asarray(images).astype(self.input_dtype, copy=False)
+        step = batch_size or max(1, len(images))
+        parts = [self.session.run([self.output.name], {self.input.name: images[start:start + step]})[0]
+                 for start in range(0, len(images), step)]
+        return np.concatenate(parts) if parts else np.zeros((0, 10), np.float32)
+
+    def predict_on_batch(self, images) -> np.ndarray:
+        return self.predict(images)
+
+    def __repr__(self) -> str:
+        return f"OnnxModel({str(self.path)!r})"
+
+
+def load_onnx(path: str | Path, name: Path | None = None) -> OnnxModel:
+    """Check ``path`` (``check_onnx``), then open it with onnxruntime from the checked bytes."""
+    path = Path(path)
+    return OnnxModel(name or path, check_onnx(path, name))
+
 
 MODEL_SUFFIXES = (".keras", ".onnx")
+
+
 BACKEND_PACKAGES = {"tensorflow": "tensorflow-cpu", "torch": "torch", "jax": "jax jaxlib", "openvino": "openvino"}
-
-
-class BackendUnavailable(FmnistError, ImportError):
-    """The Keras backend chosen by KERAS_BACKEND (or ~/.keras/keras.json) cannot be imported."""
-
-    exit_code = 2
 
 
 def import_keras():
@@ -45,8 +84,6 @@ def import_keras():
 
 def model_path(target: str | Path) -> Path:
     """A run folder's model.keras, or the .keras / .onnx file itself; a .keras archive is checked here."""
-    from fmnist import archives, safe_files
-
     def missing(error: OSError, what: str) -> DataError:
         return DataError(f"{path}: {what if error.errno == errno.ENOENT else safe_files.reason(error)}")
 
@@ -68,7 +105,7 @@ def model_path(target: str | Path) -> Path:
     if path.stat().st_size == 0:
         raise DataError(f"{path}: empty file")
     if path.suffix == ".onnx":
-        return path  # its content is checked by fmnist.export.check_onnx
+        return path  # its content is checked by guard.onnx_files.check_onnx
     try:
         archives.check_keras(path)
     except OSError as error:
@@ -79,12 +116,9 @@ def model_path(target: str | Path) -> Path:
 def load_model(target: str | Path):
     """Load with safe mode on (no Lambda or other code deserialization) and check its shape.
 
-    A ``.onnx`` file is checked and opened by ``fmnist.export.load_onnx`` instead (no Keras import)."""
+    A ``.onnx`` file is checked and opened by ``load_onnx`` instead (no Keras import)."""
     path = model_path(target)
     if path.suffix == ".onnx":
-        from fmnist.export import load_onnx
-        from fmnist.model_checks import probe
-
         model = load_onnx(path)
         probe(model, path)
         return model
@@ -100,7 +134,6 @@ def load_model(target: str | Path):
     output_shape = tuple(model.outputs[0].shape[1:]) if model.outputs else None
     if input_shape != (28, 28) or output_shape != (10,):
         raise DataError(f"{path}: model maps {input_shape} to {output_shape}; expected (28, 28) to (10,)")
-    from fmnist.model_checks import check_keras_model
 
     check_keras_model(model, path)
     return model
@@ -130,68 +163,3 @@ def predict_images(model, images) -> np.ndarray:
         batch = batch.astype(np.uint8)
     probabilities = predict_probabilities(model, batch).astype(np.float32, copy=False)
     return probabilities[0] if single else probabilities
-
-
-def test_metrics(model, images: np.ndarray, labels: np.ndarray) -> dict:
-    """Loss (Keras's sparse categorical cross-entropy) and accuracy on raw images."""
-    return metrics_of(predict_probabilities(model, images), labels)
-
-
-def metrics_of(probabilities: np.ndarray, labels: np.ndarray) -> dict:
-    return {
-        "test_loss": float(np.mean(cross_entropy(probabilities, labels))),
-        "test_accuracy": float(np.mean(probabilities.argmax(axis=-1) == labels)),
-    }
-
-
-def cross_entropy(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Keras's sparse categorical cross-entropy on probabilities, in NumPy (no Keras import for .onnx models):
-    rows rescaled to sum 1, clipped to [1e-7, 1 - 1e-7] (Keras's epsilon), float32, -log p[label]."""
-    output = np.asarray(probabilities, dtype=np.float32)
-    output = output / output.sum(axis=-1, keepdims=True)
-    output = np.clip(output, np.float32(1e-7), np.float32(1 - 1e-7))
-    return -np.log(output[np.arange(len(output)), np.asarray(labels, dtype=np.int64)])
-
-
-def evaluate_report(model, folder: Path, images: np.ndarray, labels: np.ndarray) -> dict:
-    """Test metrics, per-class precision/recall/F1, confusion_matrix.png and mistakes.png.
-
-    The files go into ``folder`` (the model's run folder), each written atomically; evaluation.json
-    holds the numbers.
-    """
-    from fmnist import artifacts, plots
-    from fmnist.model_checks import probability_rows
-
-    probabilities = predict_probabilities(model, images)
-    bad = int((~probability_rows(probabilities)).sum())
-    if bad:
-        raise DataError(f"{getattr(model, 'path', None) or folder}: the model's output is not a probability vector for "
-                        f"{bad:,} of {len(images):,} test images (NaN or not a softmax); no scores written")
-    predicted = probabilities.argmax(axis=-1)
-    result = metrics_of(probabilities, labels) | {"per_class": per_class(labels, predicted)}
-    plots.plot_confusion(labels, predicted, folder / "confusion_matrix.png")
-    result["mistakes_shown"] = plots.plot_mistakes(images, labels, probabilities, folder / "mistakes.png")
-    artifacts.write_json(folder / "evaluation.json", result)
-    if (folder / "config.json").is_file():  # a run folder: its TensorBoard events get the pictures
-        from fmnist import tensorboard
-
-        tensorboard.write_run(folder)
-    return result
-
-
-def per_class(labels: np.ndarray, predicted: np.ndarray) -> list[dict]:
-    from sklearn.metrics import precision_recall_fscore_support
-
-    precision, recall, f1, support = precision_recall_fscore_support(
-        labels, predicted, labels=list(range(10)), zero_division=0
-    )
-    return [
-        {"class": name, "precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
-        for name, p, r, f, s in zip(CLASS_NAMES, precision, recall, f1, support)
-    ]
-
-
-def format_per_class(rows: list[dict]) -> str:
-    lines = [f"{'class':<12} {'precision':>9} {'recall':>7} {'f1':>6} {'support':>8}"]
-    lines += [f"{r['class']:<12} {r['precision']:>9.3f} {r['recall']:>7.3f} {r['f1']:>6.3f} {r['support']:>8}" for r in rows]
-    return "\n".join(lines)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from fmnist import tables
 from fmnist.config import SweepConfig
+from fmnist.reporting import tables
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from fmnist import CLASS_NAMES, artifacts
-from fmnist.text import printable
+from fmnist.data import CLASS_NAMES
+from fmnist.guard.text import printable
+from fmnist.reporting.tables import STUCK_BELOW
+from fmnist.store import artifacts
 
 HISTORY_SERIES = ("loss", "accuracy", "val_loss", "val_accuracy")
 
@@ -76,8 +78,6 @@ def _seed_stats(runs: list[list[dict]], series: str):
 
 def _learned(runs: list[list[dict]]) -> bool:
     """Whether a seed of the method ended above chance (tables.STUCK_BELOW) with a finite validation accuracy."""
-    from fmnist.tables import STUCK_BELOW
-
     return any(run and np.isfinite(run[-1]["val_accuracy"]) and run[-1]["val_accuracy"] >= STUCK_BELOW for run in runs)
 
 
@@ -148,8 +148,6 @@ def plot_heatmap(summary: list[dict], optimizer: str, methods, best: list[dict],
     import matplotlib
     from matplotlib.figure import Figure
     from matplotlib.patches import Rectangle
-
-    from fmnist.tables import STUCK_BELOW
 
     cells = {(row["method"], float(row["learning_rate"])): row for row in summary if row["optimizer"] == optimizer}
     rates = sorted({rate for _, rate in cells}, reverse=True)

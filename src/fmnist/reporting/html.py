@@ -14,7 +14,7 @@ import re
 import struct
 from pathlib import Path
 
-from fmnist.text import printable
+from fmnist.guard.text import printable
 
 NUMERIC = re.compile(r"^[+\-—]?\d")  # a number as text ("0.8797 ± 0.0011", "-0.0149 (p=0.0037)"): kept on one line
 POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"

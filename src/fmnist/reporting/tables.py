@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import math
 
-from fmnist import artifacts, stats
+from fmnist.reporting import stats
+from fmnist.store import artifacts
 
 CHANCE = 0.1  # ten balanced classes
 STUCK_BELOW = 1.5 * CHANCE  # a final validation accuracy this low means the member did not learn

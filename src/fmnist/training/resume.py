@@ -7,10 +7,13 @@ new seeds train as new programs; the recorded ones keep their progress, states a
 from __future__ import annotations
 
 import dataclasses
+import os
 
-from fmnist.config import SweepConfig
+from fmnist import engines
+from fmnist.config import SweepConfig, TrainConfig
 from fmnist.errors import UsageError
-from fmnist.grid import StudyMember, members_of, plan_programs
+from fmnist.store.runs import RESULT_SETTINGS, read_config
+from fmnist.training.grid import StudyMember, members_of, plan_programs
 
 
 def resumed_programs(recorded: dict, config: SweepConfig, kind: str, members: list[StudyMember]) -> list[dict]:
@@ -30,7 +33,7 @@ def resumed_programs(recorded: dict, config: SweepConfig, kind: str, members: li
                          "a resumed study keeps its settings (it may only add seeds)")
     if config.seeds == before.seeds:
         return recorded["programs"]
-    key = lambda member: (member.optimizer, member.method, member.learning_rate, member.seed)  # noqa: E731
+    key = lambda member: (member.optimizer, member.method, member.learning_rate, member.seed)
     index_of = {key(member): member.index for member in members}
     old = {member.index: index_of[key(member)] for member in members_of(before, kind)}
     programs = [program | {"members": [old[index] for index in program["members"]]} for program in recorded["programs"]]
@@ -38,3 +41,24 @@ def resumed_programs(recorded: dict, config: SweepConfig, kind: str, members: li
     fresh = plan_programs(config, [member for member in members if member.index not in known])
     suffix = f"-seeds{before.seed + before.seeds}"  # names of their own: never one of the recorded programs'
     return programs + [program | {"name": program["name"] + suffix} for program in fresh]
+
+
+# Settings that change the numbers a run produces; resuming refuses to change them.
+
+
+def resume_config(run_dir: str | os.PathLike, given: dict) -> TrainConfig:
+    """The settings recorded in ``run_dir``; ``given`` (the options the user named) may raise --epochs
+    or point --data-dir elsewhere, but may not change anything in RESULT_SETTINGS."""
+    import keras
+
+    recorded = read_config(run_dir)["settings"]
+    for key, value in given.items():
+        if key == "engine":
+            value = engines.resolve(value, keras.backend.backend())
+        if key in RESULT_SETTINGS and value != recorded.get(key):
+            option = "--skip-checksum" if key == "verify" else f"--{key.replace('_', '-')} {value}"
+            raise UsageError(f"--resume {run_dir}: {option} differs from the run's {key} {recorded.get(key)!r}; "
+                             "resuming refuses changes that alter the result")
+    fields = {field.name for field in dataclasses.fields(TrainConfig)}
+    settings = {key: value for key, value in recorded.items() if key in fields}
+    return TrainConfig(**(settings | {key: given[key] for key in ("epochs", "data_dir") if key in given}))

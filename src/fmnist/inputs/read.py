@@ -4,7 +4,7 @@ Accepted: PNG and JPEG files (only those two Pillow decoders are used), folders 
 (28x28 or Nx28x28; uint8, or integers/floats within 0..255, rounded), and IDX image files (gzip or not).
 Arrays and IDX files are taken as they are. Pictures are decoded, turned upright by their EXIF
 orientation, read as a page shows them (16-bit scaled to 8 bits, never clipped; transparency on
-white; colour to ITU-R 601-2 luminance), then converted by ``fmnist.pictures``: the dataset's own
+white; colour to ITU-R 601-2 luminance), then converted by ``fmnist.inputs.convert``: the dataset's own
 conversion by default, or the simple one ``predict`` used before.
 
 Every failure is an ``InputError`` naming what is wrong with that one input; the rest go on.
@@ -24,7 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from fmnist import limits, picture_checks, pictures, safe_files
+from fmnist import data
+from fmnist.errors import DataError, InputError, TooLarge, UnsupportedFormat
+from fmnist.guard import limits, picture_checks, safe_files
+from fmnist.inputs import convert
 
 MAX_PIXELS = limits.MAX_PIXELS  # checked from the header, before any decoding: a decompression bomb costs nothing
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -32,18 +35,6 @@ SIGNATURES = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG"}
 OTHER_FORMATS = {b"GIF8": "GIF", b"BM": "BMP", b"II*\x00": "TIFF", b"MM\x00*": "TIFF", b"RIFF": "WebP/RIFF"}
 INVERT_CHOICES = ("auto", "yes", "no")
 PREVIEW_SIZE = 96  # pixels on the longest side of the thumbnail kept for the contact sheet
-
-
-class InputError(Exception):
-    pass
-
-
-class UnsupportedFormat(InputError):
-    """Not a PNG or JPEG picture (nor, for files, a .npy array or IDX file)."""
-
-
-class TooLarge(InputError):
-    """More pixels than the limit, known from the header before any decoding."""
 
 
 @dataclasses.dataclass
@@ -61,15 +52,15 @@ class Reading:
     """How pictures are converted (arrays and IDX files are taken as they are)."""
 
     invert: str = "auto"  # "auto": decided by the background; "yes" / "no" force it
-    conversion: str = "dataset"  # a name in pictures.CONVERSIONS
-    options: pictures.DatasetOptions = pictures.DatasetOptions()
+    conversion: str = "dataset"  # a name in convert.CONVERSIONS
+    options: convert.DatasetOptions = convert.DatasetOptions()
     previews: int = 0  # keep a thumbnail of the first this many inputs' pictures (the contact sheet's)
 
     def __post_init__(self):
         if self.invert not in INVERT_CHOICES:
             raise ValueError(f"invert must be one of {INVERT_CHOICES}, not {self.invert!r}")
-        if self.conversion not in pictures.CONVERSIONS:
-            raise ValueError(f"conversion must be one of {pictures.CONVERSIONS}, not {self.conversion!r}")
+        if self.conversion not in convert.CONVERSIONS:
+            raise ValueError(f"conversion must be one of {convert.CONVERSIONS}, not {self.conversion!r}")
 
 
 def read_inputs(inputs: list[str], invert: str = "auto", conversion: str = "dataset", **more) -> list[Item]:
@@ -115,10 +106,7 @@ def _read_one(text: str, reading: Reading, so_far: int) -> list[Item]:
 
 
 def read_file(path: Path, reading: Reading = Reading()) -> list[Item]:
-    try:
-        payload = safe_files.read_input(path)
-    except safe_files.FileProblem as problem:
-        raise InputError(str(problem)) from None
+    payload = safe_files.read_input(path)
     if not payload:
         raise InputError("empty file")
     head = payload[:16]
@@ -175,22 +163,13 @@ def check_pixels(array: np.ndarray, what: str) -> np.ndarray:
 
 
 def _read_npy(payload: bytes) -> np.ndarray:
-    try:
-        array = safe_files.parse_npy(payload)
-    except safe_files.FileProblem as problem:
-        raise InputError(str(problem)) from None
-    return check_pixels(array, ".npy")
+    return check_pixels(safe_files.parse_npy(payload), ".npy")
 
 
 def _read_idx(path: Path, payload: bytes) -> np.ndarray:
-    from fmnist import data
-    from fmnist.errors import DataError
-
     try:
         raw = safe_files.gunzip(payload) if payload[:2] == b"\x1f\x8b" else payload
         return data.parse_images(path, raw).copy()
-    except safe_files.FileProblem as problem:
-        raise InputError(str(problem)) from None
     except DataError as error:
         raise InputError(str(error).removeprefix(f"{path}: ")) from None
 
@@ -212,7 +191,7 @@ def _read_picture(payload: bytes, name: str, kind: str, reading: Reading, max_pi
             warnings.simplefilter("always")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             upright = _decode(payload, kind, max_pixels)
-            converted = pictures.convert(upright, reading.conversion, reading.invert, reading.options)
+            converted = convert.convert(upright, reading.conversion, reading.invert, reading.options)
     except InputError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
@@ -225,7 +204,7 @@ def _read_picture(payload: bytes, name: str, kind: str, reading: Reading, max_pi
         raise InputError(f"damaged {kind} file ({words})") from None
     preview = None
     if reading.previews:
-        thumbnail = pictures.colour(upright)
+        thumbnail = convert.colour(upright)
         thumbnail.thumbnail((PREVIEW_SIZE, PREVIEW_SIZE), Image.Resampling.BOX)
         preview = np.asarray(thumbnail)
     metadata = sorted({str(warning.message).split(".")[0] for warning in noted if "PIL" in warning.filename})

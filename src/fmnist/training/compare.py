@@ -12,11 +12,13 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from fmnist import artifacts, normalization, plots, runs, tables
+from fmnist import normalization
 from fmnist.config import SweepConfig, TrainConfig
 from fmnist.errors import UsageError
+from fmnist.reporting import plots, tables
 from fmnist.runtime import is_main_process
-from fmnist.sweep import run_study
+from fmnist.store import artifacts, studies
+from fmnist.training.sweep import run_study
 
 RUN_COLUMNS = ("method", "seed", "status", "diverged", "val_accuracy", "val_loss", "best_val_accuracy",
                "best_epoch", "test_accuracy", "seconds", "run_dir")
@@ -91,7 +93,7 @@ def compare(methods: list[str], seeds: int, config: TrainConfig, output_dir=None
 
 def resume_arguments(folder) -> dict:
     """What an earlier comparison in ``folder`` was asked to do (from its study.json)."""
-    settings = runs.read_study(folder, "compare")["settings"]
+    settings = studies.read_study(folder, "compare")["settings"]
     config = TrainConfig(epochs=settings["epochs"], batch_size=settings["batch_size"],
                          learning_rate=settings["learning_rates"][0], optimizer=settings["optimizers"][0],
                          seed=settings["seed"], valid_size=settings["valid_size"], data_dir=settings["data_dir"],

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fmnist import limits
-from fmnist.errors import DataError, UsageError
+from fmnist.errors import DataError, FmnistError, InputError, UsageError
+from fmnist.guard import limits
 
 KINDS = {stat.S_IFIFO: "FIFO", stat.S_IFCHR: "character device", stat.S_IFBLK: "block device",
          stat.S_IFSOCK: "socket", stat.S_IFDIR: "a folder"}
@@ -33,10 +33,6 @@ REASONS = {errno.ENOENT: "no such file", errno.EACCES: "permission denied", errn
            errno.ENOTDIR: "no such file (a part of its path is not a folder)", errno.ENAMETOOLONG: "file name too long",
            errno.ELOOP: "too many levels of symbolic links"}
 FULL = (errno.ENOSPC, errno.EDQUOT)  # a disk that fills while working: the work failed (exit 1), not the usage
-
-
-class FileProblem(Exception):
-    """Why one input cannot be read, in words ("permission denied"); the caller names the file."""
 
 
 def reason(error: OSError) -> str:
@@ -51,22 +47,22 @@ def kind(mode: int) -> str | None:
 
 
 def read_input(path: Path, cap: int = limits.MAX_FILE_BYTES) -> bytes:
-    """The bytes of the regular file ``path``, at most ``cap``; ``FileProblem`` saying why not."""
+    """The bytes of the regular file ``path``, at most ``cap``; ``InputError`` saying why not."""
     try:
         other = kind(os.stat(path).st_mode)  # before opening: opening a device may do something
         if other:
-            raise FileProblem(f"not a regular file ({other})")
+            raise InputError(f"not a regular file ({other})")
         # O_NONBLOCK: were it swapped for a FIFO since, opening must not wait for a writer.
         descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
     except OSError as error:
-        raise FileProblem(reason(error)) from None
+        raise InputError(reason(error)) from None
     with os.fdopen(descriptor, "rb", buffering=0) as handle:
         info = os.fstat(descriptor)
         other = kind(info.st_mode)
         if other:
-            raise FileProblem(f"not a regular file ({other})")
+            raise InputError(f"not a regular file ({other})")
         if info.st_size > cap:
-            raise FileProblem(f"{info.st_size:,} bytes; larger than the limit of {cap:,} for an input file")
+            raise InputError(f"{info.st_size:,} bytes; larger than the limit of {cap:,} for an input file")
         chunks, size = [], 0
         try:
             while size <= cap:  # st_size may understate (/proc): read until the end or past the cap
@@ -76,9 +72,9 @@ def read_input(path: Path, cap: int = limits.MAX_FILE_BYTES) -> bytes:
                 chunks.append(chunk)
                 size += len(chunk)
         except OSError as error:
-            raise FileProblem(reason(error)) from None
+            raise InputError(reason(error)) from None
     if size > cap:
-        raise FileProblem(f"more than {cap:,} bytes; larger than the limit for an input file")
+        raise InputError(f"more than {cap:,} bytes; larger than the limit for an input file")
     return b"".join(chunks)
 
 
@@ -88,9 +84,9 @@ def gunzip(payload: bytes, cap: int = limits.MAX_ARRAY_BYTES) -> bytes:
         with gzip.GzipFile(fileobj=io.BytesIO(payload)) as stream:
             raw = stream.read(cap + 1)
     except (OSError, EOFError, zlib.error) as error:  # BadGzipFile is an OSError
-        raise FileProblem(f"not a valid gzip file ({error})") from None
+        raise InputError(f"not a valid gzip file ({error})") from None
     if len(raw) > cap:
-        raise FileProblem(f"decompresses to more than {cap:,} bytes (the limit for an input)")
+        raise InputError(f"decompresses to more than {cap:,} bytes (the limit for an input)")
     return raw
 
 
@@ -107,17 +103,17 @@ def parse_npy(payload: bytes, cap: int = limits.MAX_ARRAY_BYTES) -> np.ndarray:
     # NumPy parses the header with ast.literal_eval: a damaged one can raise nearly anything
     # (SyntaxError, tokenize's TokenError for an unclosed header, ValueError, MemoryError, ...).
     except Exception as error:  # noqa: BLE001
-        raise FileProblem(f"not a readable .npy array (damaged header: {type(error).__name__})") from None
+        raise InputError(f"not a readable .npy array (damaged header: {type(error).__name__})") from None
     if dtype.hasobject:
-        raise FileProblem(".npy holds Python objects; refused (arrays are loaded with allow_pickle=False)")
+        raise InputError(".npy holds Python objects; refused (arrays are loaded with allow_pickle=False)")
     if dtype.fields or dtype.subdtype:
-        raise FileProblem(f".npy dtype {dtype}; expected uint8, integers or floats within 0..255")
+        raise InputError(f".npy dtype {dtype}; expected uint8, integers or floats within 0..255")
     needed = math.prod(shape) * dtype.itemsize  # Python integers: no overflow whatever the header claims
     if needed > cap:
-        raise FileProblem(f".npy shape {shape} of {dtype} needs {needed:,} bytes; over the limit of {cap:,}")
+        raise InputError(f".npy shape {shape} of {dtype} needs {needed:,} bytes; over the limit of {cap:,}")
     data = payload[stream.tell():]
     if len(data) != needed:
-        raise FileProblem(f".npy holds {len(data):,} bytes of data, but its header's shape {shape} needs "
+        raise InputError(f".npy holds {len(data):,} bytes of data, but its header's shape {shape} needs "
                           f"{needed:,} (truncated or padded)")
     return np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
 
@@ -141,7 +137,7 @@ def read_json(path: Path, what: str = "file") -> dict:
     try:
         payload = read_input(Path(path), limits.MAX_JSON_BYTES)
         value = json.loads(payload)
-    except FileProblem as problem:
+    except InputError as problem:
         raise DataError(f"{path}: {what} cannot be read ({problem})") from None
     except (ValueError, RecursionError) as error:  # JSONDecodeError, UnicodeDecodeError
         raise DataError(f"{path}: damaged {what} (not JSON: {error})") from None
@@ -153,8 +149,6 @@ def read_json(path: Path, what: str = "file") -> dict:
 def write_error(path, error: OSError):
     """The error to raise when ``path`` cannot be written: a full disk is work that failed (exit 1),
     anything else (read-only, permission, no such folder) bad usage (exit 2)."""
-    from fmnist.errors import FmnistError
-
     text = f"{path}: cannot write ({(error.strerror or str(error)).lower()})"
     return FmnistError(text) if error.errno in FULL else UsageError(text)
 

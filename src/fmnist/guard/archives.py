@@ -18,8 +18,8 @@ import json
 import zipfile
 from pathlib import Path
 
-from fmnist import limits
 from fmnist.errors import DataError
+from fmnist.guard import limits
 
 MEMBERS = ("config.json", "metadata.json", "model.weights.h5")  # what Keras 3 writes for a model without assets
 # The layers fmnist's models are made of, and shape-only ones: each has a weight count known from its

@@ -10,10 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
-from fmnist import CLASS_NAMES, artifacts
-from fmnist.images import Item
-from fmnist.model_checks import probability_rows
-from fmnist.text import printable
+from fmnist.data import CLASS_NAMES
+from fmnist.guard.model_checks import probability_rows
+from fmnist.guard.safe_files import write_error
+from fmnist.guard.text import printable
+from fmnist.inputs.read import Item
+from fmnist.reporting import plots
+from fmnist.store import artifacts
 
 FIELDS = ("input", "index", "label", "class_name", "probability", "top3", "error", "warning")
 SHEET_LIMIT = 100  # rows on one contact sheet: beyond that a sheet is too tall to look at
@@ -118,8 +121,6 @@ def save_inputs(items: list[Item], folder: Path) -> int:
 
 def _writing(path: Path, write) -> None:
     """Run ``write``; a file that cannot be written is said in one line (a full disk exits 1, else 2)."""
-    from fmnist.safe_files import write_error
-
     try:
         write()
     except OSError as error:
@@ -128,7 +129,5 @@ def _writing(path: Path, write) -> None:
 
 def draw_sheet(items: list[Item], results: list[dict], path: Path, limit: int = SHEET_LIMIT) -> int:
     """The contact sheet (plots.plot_sheet); returns the rows drawn."""
-    from fmnist import plots
-
     _writing(path, lambda: plots.plot_sheet(items, results, path, limit, SHEET_COLUMNS))
     return min(len(items), limit)

@@ -31,8 +31,10 @@ import os
 import time
 from pathlib import Path
 
-from fmnist import artifacts
-from fmnist.text import printable
+from fmnist.guard.text import printable
+from fmnist.reporting.tables import status_of
+from fmnist.runtime import is_main_process
+from fmnist.store import artifacts
 
 EVENTS = "events.out.tfevents.fmnist"  # TensorBoard reads any file whose name contains "tfevents"
 STUDY_RUNS = "tensorboard"  # a study's members: <study>/tensorboard/<member name>/
@@ -84,7 +86,12 @@ def _scalars(step: int, values: dict, first: bool):
 def _hparams(hparams: dict, trial_id: str, status: str | None) -> list:
     """The HParams session: its start (the settings and the status) and, once finished, its end."""
     from tensorboard.compat.proto import summary_pb2
-    from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2, summary_v2
+    from tensorboard.plugins.hparams import (
+        api_pb2,
+        metadata,
+        plugin_data_pb2,
+        summary_v2,
+    )
 
     # names come from the file system: a byte that is not UTF-8 is written as its escape (protobuf strings
     # must be UTF-8)
@@ -169,8 +176,6 @@ def run_hparams(settings: dict) -> dict:
 
 
 def run_status(history: list[dict], epochs: int, metrics: dict | None) -> str:
-    from fmnist.tables import status_of
-
     tested = bool(metrics) and not metrics.get("diverged") and metrics.get("test_accuracy") is not None
     return status_of(history, epochs, tested)[0]
 
@@ -216,9 +221,6 @@ def member_hparams(member, config) -> dict:
 def write_members(folder: Path, config, members, indices, histories, tests: dict | None = None) -> None:
     """Rewrite the members' files from their histories (the checkpointed truth); with ``tests`` (their
     program finished) also their status and test metrics. Process 0 only."""
-    from fmnist.runtime import is_main_process
-    from fmnist.tables import status_of
-
     if not is_main_process():
         return
     for index in indices:
@@ -236,8 +238,6 @@ def write_members(folder: Path, config, members, indices, histories, tests: dict
 
 def append_members(folder: Path, members, indices, histories, epoch: int) -> None:
     """The rows of ``epoch`` of the members that trained it (process 0 only)."""
-    from fmnist.runtime import is_main_process
-
     if not is_main_process():
         return
     for index in indices:
