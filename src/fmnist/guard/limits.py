@@ -1,4 +1,4 @@
-"""Every cap on what fmnist reads from a file a user hands it, in one place (the README states them).
+"""Every cap on what fmnist reads from a file a user hands it, in one place (docs/pictures.md states them).
 
 Each cap is checked against the file's real length and the size its header claims, *before* anything
 of that size is allocated or decompressed, so a small hostile file costs what a small file costs.
