@@ -58,7 +58,7 @@ def test_a_diverging_method_is_a_result_not_a_crash(tmp_path, tiny_args, capsys)
     [
         (["--methods", "standard,zscore"], "unknown normalization 'zscore'"),
         (["--seeds", "0"], "--seeds 0: must be an integer >= 1"),
-        (["--methods", "none,rescale", "--baseline", "standard"], "--baseline 'standard' is not among --methods"),
+        (["--methods", "none,rescale", "--baseline", "standard"], "--baseline 'standard' is not among the methods (none, rescale)"),
         (["--methods", "none,none,standard"], "a method is named twice"),
     ],
 )

@@ -22,7 +22,7 @@ def test_split_takes_the_first_images_as_validation(tiny_dir):
     assert np.array_equal(splits.x_valid, dataset.x_train[:100])
     assert np.array_equal(splits.x_train, dataset.x_train[100:])
     assert splits.sizes() == {"train": 300, "valid": 100, "test": 100}
-    with pytest.raises(DataError, match="--valid-size 400"):
+    with pytest.raises(DataError, match="^valid_size 400: must be between 1 and 399"):
         data.split(dataset, valid_size=400)
 
 

@@ -56,7 +56,7 @@ def test_chunked_epoch_on_a_terminal_gives_the_same_result(tiny_dir):
 
 
 def test_fused_needs_jax():
-    with pytest.raises(UsageError, match="--engine fused needs the JAX backend"):
+    with pytest.raises(UsageError, match="^engine 'fused' needs the JAX backend"):
         engines.resolve("fused", "tensorflow")
     assert engines.resolve("auto", "tensorflow") == "keras"
     assert engines.resolve("auto", "jax") == "fused"

@@ -54,4 +54,4 @@ def test_compare_resume_adds_seeds_and_adopts_nothing_foreign(tmp_path, tiny_arg
     assert main(["compare", "--resume", str(out)]) == 2
     assert f"{progress}: belongs to another study" in capsys.readouterr().err
     assert main(["compare", "--resume", str(out), "--seeds", "1"]) == 2
-    assert "resuming may add seeds, not drop them" in capsys.readouterr().err
+    assert f"--resume {out}: seeds 1 differs from the compare's 2; resuming refuses changes that alter the result (it may only add seeds)" in capsys.readouterr().err

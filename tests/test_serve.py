@@ -345,8 +345,8 @@ def test_bad_models_and_options_exit_2(tmp_path, model_file, capsys):
     cases = {
         "no model": ([str(tmp_path / "absent.keras")], "no such model file"),
         "bad onnx": ([str(tmp_path / "bad.onnx")], "bad.onnx: not an ONNX model"),
-        "port": ([str(model_file), "--port", "70000"], "--port: port must be from 0 to 65535"),
-        "body": ([str(model_file), "--max-body-mb", "0"], "--max-body-mb: max_body_bytes must be at least 1"),
+        "port": ([str(model_file), "--port", "70000"], "--port 70000: must be from 0 to 65535"),
+        "body": ([str(model_file), "--max-body-mb", "0"], "--max-body-mb 0: must be at least 1"),
         "host": ([str(model_file), "--host", "no.such.host.invalid"], "--host no.such.host.invalid: cannot be used"),
         "port taken": ([str(model_file), "--port", str(taken.getsockname()[1])], "cannot listen there"),
     }

@@ -233,8 +233,8 @@ def test_diverged_members_leave_the_program_and_the_others_go_on_alike(tiny_dir)
     (["--learning-rates", "0.1,1e-400"], "'1e-400' is beyond the range of a float"),  # not "0.0 is not positive"
     (["--learning-rates", "1e999"], "'1e999' is beyond the range of a float"),
     (["--learning-rates", "0.1,0.1"], "--learning-rates: a value is named twice"),
-    (["--optimizers", "sgd,rmsprop"], "unknown optimizer 'rmsprop'"),
-    (["--methods", "none,rescale", "--baseline", "standard"], "--baseline 'standard' is not among --methods"),
+    (["--optimizers", "sgd,rmsprop"], "--optimizer 'rmsprop': unknown; choose from sgd, momentum, nesterov, adam"),
+    (["--methods", "none,rescale", "--baseline", "standard"], "--baseline 'standard' is not among the methods (none, rescale)"),
     (["--methods", "zscore"], "unknown normalization 'zscore'"),
     (["--seeds", "0"], "--seeds 0: must be an integer >= 1"),
     (["--members-per-program", "0"], "--members-per-program 0: must be an integer >= 1"),
@@ -253,11 +253,11 @@ def test_resume_refuses_other_settings_and_other_kinds(tmp_path, tiny_args, caps
     assert _sweep(tiny_args, out, "--methods", "standard", "--learning-rates", "0.1", "--optimizers", "sgd",
                   "--seeds", "1", "--save-models", "none") == 0
     assert main(["sweep", "--resume", str(out), "--seed", "5"]) == 2
-    assert "--seed 5 differs from the sweep's seed 0; resuming refuses changes" in capsys.readouterr().err
+    assert f"--resume {out}: seed 5 differs from the sweep's 0; resuming refuses changes" in capsys.readouterr().err
     assert main(["sweep", "--resume", str(out), "--learning-rates", "0.1,0.01"]) == 2
-    assert "--learning-rates 0.1,0.01 differs from the sweep's learning_rates (0.1,)" in capsys.readouterr().err
+    assert "learning_rates (0.1, 0.01) differs from the sweep's (0.1,)" in capsys.readouterr().err
     assert main(["compare", "--resume", str(out)]) == 2
-    assert "a sweep folder; resume it with fmnist sweep --resume" in capsys.readouterr().err
+    assert f"--resume {out}: a sweep folder, not a compare; resume it with fmnist sweep" in capsys.readouterr().err
     # what a process killed while writing leaves, anywhere in the study: resuming clears all of it
     stale = [out / ".members.tmp-7.csv", out / "programs" / "sgd" / ".progress.tmp-7.json",
              out / "tensorboard" / "standard-sgd-lr0.1-seed0" / ".events.tmp-7"]

@@ -25,7 +25,7 @@ def test_train_and_evaluate_with_keras_fit_on_tensorflow(tmp_path, tiny_args, ca
 
 def test_fused_engine_is_refused_on_tensorflow(tiny_args, capsys):
     assert main(["train", *tiny_args, "--engine", "fused"]) == 2
-    assert "--engine fused needs the JAX backend" in capsys.readouterr().err
+    assert "--engine 'fused' needs the JAX backend" in capsys.readouterr().err
 
 
 @pytest.mark.integration

@@ -24,13 +24,13 @@ MAX_NAME_BYTES = 200
 def check_seed(seed, count: int = 1) -> None:
     """``seed`` .. ``seed + count - 1`` must all be seeds: integers from 0 to 2**32 - 1."""
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED + 1 - count:
-        raise UsageError(f"--seed {seed}: must be an integer from 0 to {MAX_SEED + 1 - count}"
-                         + (f" (the {count:,} seeds are --seed, --seed+1, …)" if count > 1 else ""))
+        raise UsageError(f"seed {seed}: must be an integer from 0 to {MAX_SEED + 1 - count}"
+                         + (f" (the {count:,} seeds are seed, seed+1, …)" if count > 1 else ""), "seed")
 
 
 def check_optimizer(name: str) -> str:
     if name not in OPTIMIZERS:
-        raise UsageError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
+        raise UsageError(f"optimizer {name!r}: unknown; choose from {', '.join(OPTIMIZERS)}", "optimizer")
     return name
 
 
@@ -52,16 +52,16 @@ class TrainConfig:
         for field, minimum in (("epochs", 1), ("batch_size", 1), ("valid_size", 1)):
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise UsageError(f"--{field.replace('_', '-')} {value}: must be an integer >= {minimum}")
+                raise UsageError(f"{field} {value}: must be an integer >= {minimum}", field)
         if not (self.learning_rate > 0 and self.learning_rate < float("inf")):
-            raise UsageError(f"--learning-rate {self.learning_rate}: must be a positive finite number")
+            raise UsageError(f"learning_rate {self.learning_rate}: must be a positive finite number", "learning_rate")
         if self.engine not in ENGINES:
-            raise UsageError(f"--engine {self.engine!r}: choose from {', '.join(ENGINES)}")
+            raise UsageError(f"engine {self.engine!r}: choose from {', '.join(ENGINES)}", "engine")
         if not self.name or "/" in self.name or self.name.startswith(".") or "\0" in self.name:
-            raise UsageError(f"--name {self.name!r}: must be a plain, non-empty file name part")
+            raise UsageError(f"name {self.name!r}: must be a plain, non-empty file name part", "name")
         if len(self.name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
-            raise UsageError(f"--name: {len(self.name.encode('utf-8', 'surrogateescape'))} bytes; at most "
-                             f"{MAX_NAME_BYTES} (the run folder's name adds a time stamp; file names stop at 255 bytes)")
+            raise UsageError(f"name: {len(self.name.encode('utf-8', 'surrogateescape'))} bytes; at most "
+                             f"{MAX_NAME_BYTES} (the run folder's name adds a time stamp; file names stop at 255 bytes)", "name")
         check_seed(self.seed)
 
         normalization.get(self.normalization)  # raises UsageError listing the valid names
@@ -108,28 +108,28 @@ class SweepConfig:
 
     def __post_init__(self):
         if not self.methods:
-            raise UsageError("--methods: name at least one method")
+            raise UsageError("methods: name at least one method", "methods")
         for name in self.methods:
             normalization.get(name)
-        for option, values in (("--methods", self.methods), ("--optimizers", self.optimizers),
-                                ("--learning-rates", self.learning_rates)):
+        for field, values in (("methods", self.methods), ("optimizers", self.optimizers),
+                              ("learning_rates", self.learning_rates)):
             if len(set(values)) != len(values):
-                raise UsageError(f"{option}: a value is named twice ({', '.join(map(str, values))})")
+                raise UsageError(f"{field}: a value is named twice ({', '.join(map(str, values))})", field)
         if not self.optimizers:
-            raise UsageError("--optimizers: name at least one optimizer")
+            raise UsageError("optimizers: name at least one optimizer", "optimizers")
         for name in self.optimizers:
             check_optimizer(name)
         if not self.learning_rates:
-            raise UsageError("--learning-rates: name at least one learning rate")
+            raise UsageError("learning_rates: name at least one learning rate", "learning_rates")
         for rate in self.learning_rates:
             if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate < float("inf"):
-                raise UsageError(f"--learning-rates: {rate} is not a positive finite number")
+                raise UsageError(f"learning_rates: {rate} is not a positive finite number", "learning_rates")
         for field, minimum in (("seeds", 1), ("epochs", 1), ("batch_size", 1), ("valid_size", 1)):
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise UsageError(f"--{field.replace('_', '-')} {value}: must be an integer >= {minimum}")
+                raise UsageError(f"{field} {value}: must be an integer >= {minimum}", field)
         if self.seeds > MAX_SEEDS:
-            raise UsageError(f"--seeds {self.seeds}: at most {MAX_SEEDS:,} (a paired t-test needs a handful)")
+            raise UsageError(f"seeds {self.seeds}: at most {MAX_SEEDS:,} (a paired t-test needs a handful)", "seeds")
         check_seed(self.seed, self.seeds)
         if self.member_count > MAX_MEMBERS:
             raise UsageError(f"{self.member_count:,} members (methods x learning rates x optimizers x seeds); at "
@@ -137,11 +137,11 @@ class SweepConfig:
         if self.baseline is None:
             object.__setattr__(self, "baseline", "standard" if "standard" in self.methods else self.methods[0])
         if self.baseline not in self.methods:
-            raise UsageError(f"--baseline {self.baseline!r} is not among --methods ({', '.join(self.methods)})")
+            raise UsageError(f"baseline {self.baseline!r} is not among the methods ({', '.join(self.methods)})", "baseline")
         if self.save_models not in SAVE_MODELS:
-            raise UsageError(f"--save-models {self.save_models!r}: choose from {', '.join(SAVE_MODELS)}")
+            raise UsageError(f"save_models {self.save_models!r}: choose from {', '.join(SAVE_MODELS)}", "save_models")
         if isinstance(self.extend_grid, bool) or not isinstance(self.extend_grid, int) or not 0 <= self.extend_grid <= 10:
-            raise UsageError(f"--extend-grid {self.extend_grid}: must be an integer from 0 to 10")
+            raise UsageError(f"extend_grid {self.extend_grid}: must be an integer from 0 to 10", "extend_grid")
         try:
             extra = tuple((str(optimizer), str(method), float(rate)) for optimizer, method, rate in self.extra_rates)
         except (TypeError, ValueError):
@@ -154,7 +154,7 @@ class SweepConfig:
         if self.members_per_program is not None and (
                 isinstance(self.members_per_program, bool) or not isinstance(self.members_per_program, int)
                 or self.members_per_program < 1):
-            raise UsageError(f"--members-per-program {self.members_per_program}: must be an integer >= 1")
+            raise UsageError(f"members_per_program {self.members_per_program}: must be an integer >= 1", "members_per_program")
 
     @property
     def member_count(self) -> int:

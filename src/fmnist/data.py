@@ -126,8 +126,8 @@ def _candidates(data_dir, quiet: bool = False):
         elif not quiet and os.path.lexists(folder):
             print(f"fmnist: warning: skipping {problem}", file=sys.stderr)
     raise DataError(
-        "Fashion-MNIST not found: install Debian's package (apt-get install dataset-fashion-mnist), "
-        "run `fmnist data download`, or pass --data-dir FOLDER"
+        "data_dir: Fashion-MNIST not found: install Debian's package (apt-get install dataset-fashion-mnist), "
+        "run `fmnist data download`, or name the folder that holds its four files", "data_dir"
     )
 
 
@@ -159,7 +159,7 @@ def _check_digest(path: Path, name: str, digest: str) -> None:
         raise DataError(f"{path}: holds the content of {other}.gz (files swapped?)")
     raise DataError(
         f"{path}: content differs from the Fashion-MNIST release (sha256 {digest[:12]}…, "
-        f"expected {PINNED[name][0][:12]}…); pass --skip-checksum to use other IDX data on purpose"
+        f"expected {PINNED[name][0][:12]}…); to use other IDX data on purpose, turn the check off", "verify"
     )
 
 
@@ -233,8 +233,8 @@ def split(dataset: Dataset, valid_size: int = 5000) -> Splits:
     """The tutorial's split: the first ``valid_size`` training images are validation."""
     if not 0 < valid_size < len(dataset.y_train):
         raise DataError(
-            f"--valid-size {valid_size}: must be between 1 and {len(dataset.y_train) - 1} "
-            f"(the training file holds {len(dataset.y_train)} images)"
+            f"valid_size {valid_size}: must be between 1 and {len(dataset.y_train) - 1} "
+            f"(the training file holds {len(dataset.y_train)} images)", "valid_size"
         )
     x, y = dataset.x_train, dataset.y_train
     return Splits(x[valid_size:], y[valid_size:], x[:valid_size], y[:valid_size], dataset.x_test, dataset.y_test)

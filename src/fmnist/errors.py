@@ -6,7 +6,15 @@ Exit codes: 0 success; 1 the work failed (inputs rejected, training diverged);
 
 
 class FmnistError(Exception):
+    """Every error fmnist raises on purpose. ``field`` names the setting or argument at fault as Python
+    spells it (``"epochs"``, ``"output_dir"``) when one is; the message then starts with that name, and
+    the command line shows it as the option that sets it (``--epochs``)."""
+
     exit_code = 1
+
+    def __init__(self, message: str = "", field: str | None = None):
+        super().__init__(message)
+        self.field = field
 
 
 class UsageError(FmnistError, ValueError):

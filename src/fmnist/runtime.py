@@ -168,7 +168,7 @@ def join_processes(coordinator_address: str | None, num_processes: int | None, p
     if address is None and count is None and index is None:
         return
     if count is not None and (count < 1 or (index is not None and not 0 <= index < count)):
-        raise UsageError(f"--num-processes {count} --process-id {index}: the id must be from 0 to {count - 1}")
+        raise UsageError(f"process_id {index}: must be from 0 to {count - 1} ({count} processes)", "process_id")
     import jax
 
     try:

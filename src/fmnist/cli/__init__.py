@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
+    from fmnist.cli import common
     from fmnist.errors import FmnistError
     from fmnist.guard.text import printable
 
@@ -90,7 +91,7 @@ def _main(argv: list[str] | None) -> int:
     except FmnistError as error:
         if getattr(args, "debug", False):
             raise
-        print(f"fmnist: error: {printable(str(error))}", file=sys.stderr)
+        print(f"fmnist: error: {printable(common.render(error))}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
         print("fmnist: interrupted", file=sys.stderr)

@@ -61,8 +61,21 @@ SETTINGS = ("epochs", "batch_size", "learning_rate", "optimizer", "seed", "norma
             "data_dir")
 
 
-def option(key: str) -> str:
-    return "--skip-checksum" if key == "verify" else "--" + key.replace("_", "-")
+FLAGS = {"verify": "--skip-checksum", "max_body_bytes": "--max-body-mb"}  # the settings not named --<field>
+
+
+def option(field: str) -> str:
+    """The option that sets ``field`` (``learning_rate`` -> ``--learning-rate``)."""
+    return FLAGS.get(field, "--" + field.replace("_", "-"))
+
+
+def render(error) -> str:
+    """An error's message as the command line says it: the setting it starts with becomes its option
+    (``epochs 0: …`` -> ``--epochs 0: …``). A message about a setting starts with its name (errors.py)."""
+    text, field = str(error), getattr(error, "field", None)
+    if field and (text == field or text.startswith((f"{field} ", f"{field}:"))):
+        return option(field) + text[len(field):]
+    return text
 
 
 def given(args) -> dict:

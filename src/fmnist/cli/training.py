@@ -88,6 +88,7 @@ def compare_command(args) -> int:
         parse_methods,
         resume_arguments,
     )
+    from fmnist.training.resume import check_unchanged
 
     named = common.given(args) | {key: getattr(args, key) for key in COMPARE_DEFAULTS if getattr(args, key) is not None}
     if args.resume:
@@ -97,9 +98,7 @@ def compare_command(args) -> int:
                              f"be raised, --data-dir point elsewhere); drop {', '.join(extra or ['--output-dir'])}")
         recorded = resume_arguments(args.resume)
         methods, seeds, baseline, config = (recorded[key] for key in ("methods", "seeds", "baseline", "config"))
-        if named.get("seeds", seeds) < seeds:
-            raise UsageError(f"--seeds {named['seeds']}: the comparison in {args.resume} has {seeds} seeds; "
-                             "resuming may add seeds, not drop them")
+        check_unchanged(args.resume, "compare", {"seeds": seeds}, {"seeds": named.get("seeds", seeds)}, grows=("seeds",))
         seeds = named.get("seeds", seeds)
         if "data_dir" in named:
             config = dataclasses.replace(config, data_dir=named["data_dir"])
@@ -184,6 +183,7 @@ def sweep_command(args) -> int:
     from fmnist.reporting.tables import answer, format_best
     from fmnist.runtime import is_main_process, join_processes
     from fmnist.store.studies import read_study
+    from fmnist.training.resume import resumed_study
     from fmnist.training.sweep import sweep
 
     join_processes(args.coordinator_address, args.num_processes, args.process_id)
@@ -196,18 +196,7 @@ def sweep_command(args) -> int:
     if args.resume:
         if args.output_dir:
             raise common.usage("--resume names the sweep folder; --output-dir cannot be used with it")
-        recorded = {key: tuple(value) if isinstance(value, list) else value
-                    for key, value in read_study(args.resume, "sweep")["settings"].items()}
-        recorded = dataclasses.asdict(SweepConfig(**recorded))  # settings added since the study began: defaults
-        more_seeds = named.get("seeds", 0) > recorded["seeds"]  # seeds may be added, as compare allows
-        changed = [key for key, value in named.items()
-                   if key != "data_dir" and value != recorded[key] and not (key == "seeds" and more_seeds)]
-        if changed:
-            key = changed[0]
-            option = "--skip-checksum" if key == "verify" else f"{common.option(key)} {getattr(args, key)}"
-            raise common.usage(f"--resume {args.resume}: {option} differs from the sweep's {key} {recorded[key]!r}; "
-                         "resuming refuses changes that alter the result (it may only add seeds)")
-        config = SweepConfig(**recorded | {key: named[key] for key in ("data_dir", "seeds") if key in named})
+        config = resumed_study(args.resume, read_study(args.resume, "sweep"), named)
     else:
         config = SweepConfig(**named)
     log = print if is_main_process() else (lambda *_: None)

@@ -29,9 +29,9 @@ def resolve(name: str, backend: str) -> str:
     if name == "auto":
         return "fused" if backend == "jax" else "keras"
     if name not in ENGINES:
-        raise UsageError(f"unknown engine {name!r}; choose from auto, {', '.join(ENGINES)}")
+        raise UsageError(f"engine {name!r}: unknown; choose from auto, {', '.join(ENGINES)}", "engine")
     if name in NEEDS_JAX and backend != "jax":
-        raise UsageError(f"--engine {name} needs the JAX backend (KERAS_BACKEND is {backend!r}); use --engine keras")
+        raise UsageError(f"engine {name!r} needs the JAX backend (KERAS_BACKEND is {backend!r}); choose 'keras'", "engine")
     return name
 
 

@@ -146,11 +146,11 @@ def read_json(path: Path, what: str = "file") -> dict:
     return value
 
 
-def write_error(path, error: OSError):
+def write_error(path, error: OSError, field: str | None = None):
     """The error to raise when ``path`` cannot be written: a full disk is work that failed (exit 1),
     anything else (read-only, permission, no such folder) bad usage (exit 2)."""
     text = f"{path}: cannot write ({(error.strerror or str(error)).lower()})"
-    return FmnistError(text) if error.errno in FULL else UsageError(text)
+    return FmnistError(text, field) if error.errno in FULL else UsageError(text, field)
 
 
 def writable(folder: Path, option: str, hint: str = "") -> None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from fmnist.errors import UsageError
+
 
 @dataclasses.dataclass(frozen=True)
 class ServeConfig:
@@ -33,8 +35,8 @@ class ServeConfig:
     def __post_init__(self):
         for name in ("max_body_bytes", "max_pixels", "max_images", "max_connections", "max_batch"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+                raise UsageError(f"{name} {getattr(self, name)}: must be at least 1", name)
         if not 0 <= self.port <= 65535:
-            raise ValueError(f"port must be from 0 to 65535, not {self.port}")
+            raise UsageError(f"port {self.port}: must be from 0 to 65535", "port")
         if not self.timeout > 0:
-            raise ValueError(f"timeout must be positive, not {self.timeout}")
+            raise UsageError(f"timeout {self.timeout}: must be positive", "timeout")

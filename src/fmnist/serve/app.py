@@ -38,7 +38,7 @@ QUERY = {"invert": read.INVERT_CHOICES, "conversion": ("dataset", "simple"), "pi
 HEADERS = {"x-content-type-options": "nosniff", "cache-control": "no-store"}
 
 
-class Refused(Exception):
+class _Refused(Exception):
     """A request the service will not serve: its status and the one-line reason sent back as JSON."""
 
     def __init__(self, status: int, message: str, close: bool = False):
@@ -148,7 +148,7 @@ def create_app(model, model_file: Path, config: ServeConfig = ServeConfig()) -> 
             reading, with_pixels = _options(request)
             body = await _read_body(request, config)
             items = await _items(request, body, reading, config, state["conversions"])
-        except Refused as refused:
+        except _Refused as refused:
             headers = HEADERS | ({"connection": "close"} if refused.close else {})
             return JSONResponse({"error": refused.message}, status_code=refused.status, headers=headers)
         except ClientDisconnect:
@@ -177,9 +177,9 @@ def _options(request: Request) -> tuple[read.Reading, bool]:
     """``?invert=auto|yes|no&conversion=dataset|simple&pixels=1``, as ``fmnist predict``'s options."""
     for key, value in request.query_params.multi_items():
         if key not in QUERY:
-            raise Refused(400, f"unknown query parameter {key!r}; use {', '.join(QUERY)}")
+            raise _Refused(400, f"unknown query parameter {key!r}; use {', '.join(QUERY)}")
         if value not in QUERY[key]:
-            raise Refused(400, f"{key}={value!r}; choose from {', '.join(QUERY[key])}")
+            raise _Refused(400, f"{key}={value!r}; choose from {', '.join(QUERY[key])}")
     params = request.query_params
     reading = read.Reading(params.get("invert", "auto"), params.get("conversion", "dataset"))
     return reading, params.get("pixels", "0") in ("1", "true")
@@ -191,20 +191,20 @@ async def _read_body(request: Request, config: ServeConfig) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
-            raise Refused(400, f"Content-Length {declared!r} is not a number", close=True)
+            raise _Refused(400, f"Content-Length {declared!r} is not a number", close=True)
         if int(declared) > config.max_body_bytes:
-            raise Refused(413, f"body of {int(declared):,} bytes; the limit is {config.max_body_bytes:,}", close=True)
+            raise _Refused(413, f"body of {int(declared):,} bytes; the limit is {config.max_body_bytes:,}", close=True)
     body = bytearray()
     try:
         with anyio.fail_after(config.timeout):
             async for chunk in request.stream():
                 body += chunk
                 if len(body) > config.max_body_bytes:
-                    raise Refused(413, f"body over the limit of {config.max_body_bytes:,} bytes", close=True)
+                    raise _Refused(413, f"body over the limit of {config.max_body_bytes:,} bytes", close=True)
     except TimeoutError:
-        raise Refused(408, f"body not received within {config.timeout:g} s", close=True) from None
+        raise _Refused(408, f"body not received within {config.timeout:g} s", close=True) from None
     if not body:
-        raise Refused(400, "empty body; send a PNG or JPEG picture, or a JSON array of 28x28 pixels")
+        raise _Refused(400, "empty body; send a PNG or JPEG picture, or a JSON array of 28x28 pixels")
     return bytes(body)
 
 
@@ -218,11 +218,11 @@ async def _items(request: Request, body: bytes, reading, config: ServeConfig, li
     try:
         item = await anyio.to_thread.run_sync(read.read_bytes, body, name, reading, config.max_pixels, limiter=limiter)
     except UnsupportedFormat as error:
-        raise Refused(415, f"{name}: {error}") from None
+        raise _Refused(415, f"{name}: {error}") from None
     except TooLarge as error:
-        raise Refused(413, f"{name}: {error}") from None
+        raise _Refused(413, f"{name}: {error}") from None
     except InputError as error:
-        raise Refused(422, f"{name}: {error}") from None
+        raise _Refused(422, f"{name}: {error}") from None
     return [item]
 
 
@@ -234,11 +234,11 @@ async def _upload(request: Request, body: bytes) -> tuple[str, bytes]:
     try:
         form = await MultiPartParser(request.headers, chunks(), max_files=1, max_fields=8, max_part_size=4096).parse()
     except MultiPartException as error:
-        raise Refused(400, f"bad multipart upload ({error.message})") from None
+        raise _Refused(400, f"bad multipart upload ({error.message})") from None
     try:
         files = [value for _, value in form.multi_items() if not isinstance(value, str)]
         if not files:
-            raise Refused(400, "multipart upload without a file; send the picture as a file field (curl -F file=@x.png)")
+            raise _Refused(400, "multipart upload without a file; send the picture as a file field (curl -F file=@x.png)")
         name = Path(files[0].filename or "upload").name[:200] or "upload"
         return name, await files[0].read()
     finally:
@@ -250,15 +250,15 @@ def _json_items(body: bytes, config: ServeConfig) -> list[read.Item]:
     try:
         value = json.loads(body)
     except (ValueError, RecursionError) as error:  # ValueError covers JSONDecodeError and huge integers
-        raise Refused(400, f"not valid JSON ({str(error).splitlines()[0][:200]})") from None
+        raise _Refused(400, f"not valid JSON ({str(error).splitlines()[0][:200]})") from None
     try:
         array = np.asarray(value)
     except (ValueError, TypeError, OverflowError):
-        raise Refused(422, "JSON array is ragged; expected 28 rows of 28 pixels (or N such images)") from None
+        raise _Refused(422, "JSON array is ragged; expected 28 rows of 28 pixels (or N such images)") from None
     if array.ndim == 3 and len(array) > config.max_images:
-        raise Refused(413, f"{len(array)} images in one request; the limit is {config.max_images}")
+        raise _Refused(413, f"{len(array)} images in one request; the limit is {config.max_images}")
     try:
         pixels = read.check_pixels(array, "JSON array")
     except InputError as error:
-        raise Refused(422, str(error)) from None
+        raise _Refused(422, str(error)) from None
     return [read.Item("json", index, image) for index, image in enumerate(pixels)]

@@ -55,7 +55,7 @@ class HeaderDeadline(H11Protocol):
             self.transport.close()
 
 
-class Stopped(Exception):
+class _Stopped(Exception):
     pass
 
 
@@ -66,13 +66,13 @@ def bind(host: str, port: int) -> socket.socket:
                                                                 flags=socket.AI_PASSIVE)[0]
         sock = socket.socket(family, kind, protocol)
     except (OSError, UnicodeError) as error:
-        raise UsageError(f"--host {host}: cannot be used ({getattr(error, 'strerror', None) or error})") from None
+        raise UsageError(f"host {host}: cannot be used ({getattr(error, 'strerror', None) or error})", "host") from None
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind(address)
     except OSError as error:
         sock.close()
-        raise UsageError(f"--host {host} --port {port}: cannot listen there ({error.strerror or error})") from None
+        raise UsageError(f"host {host}, port {port}: cannot listen there ({error.strerror or error})", "host") from None
     return sock
 
 
@@ -110,15 +110,15 @@ def serve(model, model_file: Path, config: ServeConfig = ServeConfig(), announce
         await task
 
     def stop(number, frame):  # uvicorn re-raises the signal that stopped it, once it has shut down
-        raise Stopped(signal.Signals(number).name)
+        raise _Stopped(signal.Signals(number).name)
 
     previous = {number: signal.signal(number, stop) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
         asyncio.run(run())
-    except Stopped as stopped:
+    except _Stopped as stopped:
         return str(stopped)
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
         sock.close()
-    raise UsageError(f"--host {config.host} --port {config.port}: the server did not start")
+    raise UsageError(f"host {config.host}, port {config.port}: the server did not start", "host")

@@ -34,10 +34,10 @@ def new_folder(output_dir: str | os.PathLike | None, name: str, runs_root: str |
         folder = Path(output_dir)
         try:
             if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
-                raise UsageError(f"--output-dir {folder}: exists and is not an empty folder; choose another")
+                raise UsageError(f"output_dir {folder}: exists and is not an empty folder; choose another", "output_dir")
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as error:  # read-only, no such parent, /proc, a name too long, ...
-            raise write_error(f"--output-dir {folder}", error) from None
+            raise write_error(f"output_dir {folder}", error, "output_dir") from None
         return folder
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     root = Path(runs_root)
@@ -73,10 +73,10 @@ def create_run(config: TrainConfig, output_dir, runs_root, dataset, stats: dict,
     return run_dir, run_id
 
 
-def read_config(run_dir: str | os.PathLike, option: str = "--resume") -> dict:
+def read_config(run_dir: str | os.PathLike) -> dict:
     path = Path(run_dir) / "config.json"
     if not os.path.lexists(path):
-        raise UsageError(f"{option} {run_dir}: not a run folder (no config.json)")
+        raise UsageError(f"resume {run_dir}: not a run folder (no config.json)", "resume")
     recorded = artifacts.read_json(path)
     if not isinstance(recorded.get("settings"), dict) or not isinstance(recorded.get("data", {}), dict):
         raise DataError(f"{path}: damaged run configuration (no settings)")
@@ -99,11 +99,11 @@ def check_settings(settings: dict, config_class, path: Path) -> None:
 
 def reopen_run(run_dir: Path, config: TrainConfig, dataset) -> str:
     """Check that ``dataset`` is the run's data; returns the run id. Nothing is written: the checkpoint is
-    checked first (``record_epochs`` then records a raised --epochs)."""
+    checked first (``record_epochs`` then records a raised ``epochs``)."""
     recorded = read_config(run_dir)
     if recorded["data"].get("digests") != dataset.digests:
-        raise UsageError(f"--resume {run_dir}: the data in {dataset.source} differ from the run's "
-                         f"({recorded['data'].get('source')}); resuming refuses other data")
+        raise UsageError(f"resume {run_dir}: the data in {dataset.source} differ from the run's "
+                         f"({recorded['data'].get('source')}); resuming refuses other data", "resume")
     artifacts.remove_temporaries(run_dir)  # left by a process killed while writing
     return recorded.get("run_id", "")
 

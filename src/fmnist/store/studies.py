@@ -33,7 +33,7 @@ def create_study(config, output_dir, kind: str, runs_root, dataset, programs: li
 
 
     if jax.process_count() > 1 and output_dir is None:
-        raise UsageError("--output-dir: name the study folder when several processes share a study")
+        raise UsageError("output_dir: name the study folder when several processes share a study", "output_dir")
     if is_main_process():
         folder = new_folder(output_dir, kind, runs_root)
         # study_id: progress files, states and kept run folders carry it, so another study's are refused
@@ -49,14 +49,14 @@ def read_study(folder, kind: str | None = None) -> dict:
     """study.json of ``folder``; UsageError when it is not a study (of ``kind``, when given)."""
     path = Path(folder) / STUDY_FILE
     if not path.is_file():
-        raise UsageError(f"--resume {folder}: not a study folder (no {STUDY_FILE})")
+        raise UsageError(f"resume {folder}: not a study folder (no {STUDY_FILE})", "resume")
     recorded = artifacts.read_json(path)
     if recorded.get("kind") not in KIND_COMMANDS or not isinstance(recorded.get("settings"), dict) \
             or not isinstance(recorded.get("programs"), list) or not isinstance(recorded.get("data"), dict):
         raise DataError(f"{path}: damaged study file (no kind, settings, programs or data)")
     if kind and recorded["kind"] != kind:
-        raise UsageError(f"--resume {folder}: a {recorded['kind']} folder; resume it with "
-                         f"{KIND_COMMANDS[recorded['kind']]} --resume")
+        raise UsageError(f"resume {folder}: a {recorded['kind']} folder, not a {kind}; resume it with "
+                         f"{KIND_COMMANDS[recorded['kind']]}", "resume")
     check_settings(recorded["settings"], SweepConfig, path)
     return recorded
 
@@ -67,8 +67,8 @@ def reopen_study(folder, kind: str, dataset) -> dict:
 
     recorded = read_study(folder, kind)
     if recorded["data"].get("digests") != dataset.digests:
-        raise UsageError(f"--resume {folder}: the data in {dataset.source} differ from the study's "
-                         f"({recorded['data']['source']}); resuming refuses other data")
+        raise UsageError(f"resume {folder}: the data in {dataset.source} differ from the study's "
+                         f"({recorded['data']['source']}); resuming refuses other data", "resume")
     before = recorded["environment"].get("device_count"), recorded["environment"].get("process_count")
     if before != (jax.device_count(), jax.process_count()):
         print(f"fmnist: warning: the study ran on {before[0]} devices in {before[1]} processes, now "

@@ -28,11 +28,11 @@ SUMMARY_COLUMNS = tables.BEST_COLUMNS  # a comparison is a sweep of one rate: th
 def parse_methods(text: str) -> list[str]:
     methods = [name.strip() for name in text.split(",") if name.strip()]
     if not methods:
-        raise UsageError("--methods: name at least one method")
+        raise UsageError("methods: name at least one method", "methods")
     for name in methods:
         normalization.get(name)  # UsageError listing the valid names
     if len(set(methods)) != len(methods):
-        raise UsageError(f"--methods {text!r}: a method is named twice")
+        raise UsageError(f"methods {text!r}: a method is named twice", "methods")
     return methods
 
 
@@ -57,7 +57,7 @@ class Comparison:
 def study_config(methods: list[str], seeds: int, config: TrainConfig, baseline: str | None) -> SweepConfig:
     """The sweep a comparison is: its methods and seeds at config's learning rate and optimizer."""
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-        raise UsageError(f"--seeds {seeds}: must be an integer >= 1")
+        raise UsageError(f"seeds {seeds}: must be an integer >= 1", "seeds")
     return SweepConfig(methods=tuple(methods), learning_rates=(config.learning_rate,), optimizers=(config.optimizer,),
                        seeds=seeds, seed=config.seed, epochs=config.epochs, batch_size=config.batch_size,
                        valid_size=config.valid_size, baseline=baseline, save_models="all", data_dir=config.data_dir,

@@ -58,13 +58,14 @@ def run_study(config: SweepConfig, output_dir=None, *, kind: str = "sweep", resu
     """
     import jax
 
-    dataset = data.load(config.data_dir, verify=config.verify)
-    splits = data.split(dataset, config.valid_size)  # a bad --valid-size fails before any folder is made
     members = members_of(config, kind)
+    if resume:  # a refused change of settings costs no data loading
+        programs = resumed_programs(output_dir, studies.read_study(output_dir, kind), config, kind, members)
+    dataset = data.load(config.data_dir, verify=config.verify)
+    splits = data.split(dataset, config.valid_size)  # a bad valid_size fails before any folder is made
     if resume:
         folder = Path(output_dir)
         recorded = studies.reopen_study(folder, kind, dataset)
-        programs = resumed_programs(recorded, config, kind, members)
         for member in members:  # now, not after training: a foreign run where a member's folder belongs
             studies.kept_member(folder / member.name, recorded.get("study_id", ""))
         if programs != recorded["programs"]:

@@ -91,7 +91,7 @@ def setup_run(config: TrainConfig, output_dir: str | os.PathLike | None = None, 
         run_id = runs.reopen_run(run_dir, config, dataset)
         saved = checkpoint.load(run_dir, run_id)
         if saved and saved.epoch > config.epochs:
-            raise UsageError(f"--epochs {config.epochs}: the run in {run_dir} has already trained {saved.epoch} epochs")
+            raise UsageError(f"epochs {config.epochs}: the run in {run_dir} has already trained {saved.epoch} epochs", "epochs")
         runs.record_epochs(run_dir, config)  # only now: a refused checkpoint leaves the folder as it was
     else:
         run_dir, run_id = runs.create_run(config, output_dir, runs_root, dataset, stats, engine_name)
