@@ -8,12 +8,25 @@ from fmnist import normalization
 from fmnist.errors import UsageError
 
 ENGINES = ("auto", "fused", "keras")
-# Optimizers by name (model.py builds them); the learning rate is each one's own setting.
+
+
+@dataclasses.dataclass(frozen=True)
+class Optimizer:
+    """An optimizer by name: what it is (``summary``), how model.py builds it, and ``slots``, the state it
+    keeps per weight (the study's memory model counts them). The learning rate is a setting of its own."""
+
+    summary: str
+    slots: int
+    momentum: float = 0.0
+    nesterov: bool = False
+    adam: bool = False
+
+
 OPTIMIZERS = {
-    "sgd": "plain SGD (the tutorial's)",
-    "momentum": "SGD with momentum 0.9",
-    "nesterov": "SGD with Nesterov momentum 0.9",
-    "adam": "Adam with Keras's defaults (beta_1 0.9, beta_2 0.999)",
+    "sgd": Optimizer("plain SGD (the tutorial's)", slots=0),
+    "momentum": Optimizer("SGD with momentum 0.9", slots=1, momentum=0.9),
+    "nesterov": Optimizer("SGD with Nesterov momentum 0.9", slots=1, momentum=0.9, nesterov=True),
+    "adam": Optimizer("Adam with Keras's defaults (beta_1 0.9, beta_2 0.999)", slots=2, adam=True),
 }
 
 
@@ -70,7 +83,7 @@ class TrainConfig:
 
 MAX_SEEDS = 1000
 MAX_MEMBERS = 100_000  # a list of members, a row each in members.csv: beyond this, split the study
-METHOD_NAMES = ("none", "rescale", "minmax", "standard", "per-pixel", "per-image")  # normalization.METHODS
+METHOD_NAMES = tuple(normalization.METHODS)
 SAVE_MODELS = ("none", "best", "all")
 
 

@@ -15,17 +15,21 @@ keep the softmax, so predict, serve, ONNX and ``keras.models.load_model`` see pr
 import keras
 
 from fmnist import normalization
-from fmnist.config import check_optimizer
+from fmnist.config import OPTIMIZERS, check_optimizer
 
-TRAINABLE_PARAMETERS = 266_610  # 784*300+300 + 300*100+100 + 100*10+10, pinned by a test
+PIXELS = 28 * 28
+HIDDEN = (300, 100)  # the tutorial's two ReLU layers
+CLASSES = 10
+WIDTHS = (PIXELS, *HIDDEN, CLASSES)
+TRAINABLE_PARAMETERS = sum((width + 1) * after for width, after in zip(WIDTHS, WIDTHS[1:]))  # 266,610
 
-# config.OPTIMIZERS names and describes them.
-OPTIMIZERS = {
-    "sgd": lambda rate: keras.optimizers.SGD(learning_rate=rate),
-    "momentum": lambda rate: keras.optimizers.SGD(learning_rate=rate, momentum=0.9),
-    "nesterov": lambda rate: keras.optimizers.SGD(learning_rate=rate, momentum=0.9, nesterov=True),
-    "adam": lambda rate: keras.optimizers.Adam(learning_rate=rate),
-}
+
+def build_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+    """The optimizer ``config.OPTIMIZERS[name]`` describes, at ``learning_rate``."""
+    spec = OPTIMIZERS[check_optimizer(name)]
+    if spec.adam:
+        return keras.optimizers.Adam(learning_rate=learning_rate)
+    return keras.optimizers.SGD(learning_rate=learning_rate, momentum=spec.momentum, nesterov=spec.nesterov)
 
 
 def build_model(method: str, stats: dict, learning_rate: float = 0.01, optimizer: str = "sgd") -> keras.Model:
@@ -49,15 +53,14 @@ def _compiled(normalization_layers: list, name: str, learning_rate: float, optim
     layers = [keras.Input(shape=(28, 28), dtype="uint8", name="pixels"), *normalization_layers]
     layers += [
         keras.layers.Flatten(),
-        keras.layers.Dense(300, activation="relu"),
-        keras.layers.Dense(100, activation="relu"),
-        keras.layers.Dense(10, name="logits"),
+        *(keras.layers.Dense(width, activation="relu") for width in HIDDEN),
+        keras.layers.Dense(CLASSES, name="logits"),
         keras.layers.Softmax(name="probabilities"),
     ]
     model = keras.Sequential(layers, name=name)
     model.compile(
         loss="sparse_categorical_crossentropy",  # what a user's own fit of the loaded model gets; fmnist trains
-        optimizer=OPTIMIZERS[check_optimizer(optimizer)](learning_rate),  # logits_view(model) instead
+        optimizer=build_optimizer(optimizer, learning_rate),  # logits_view(model) instead
         metrics=["accuracy"],
     )
     return model

@@ -41,7 +41,7 @@ def train_options(parser: argparse.ArgumentParser, normalization: bool = True, e
     parser.add_argument("--batch-size", type=int, help=f"default {defaults.batch_size}")
     parser.add_argument("--learning-rate", type=float, help=f"learning rate (default {defaults.learning_rate})")
     parser.add_argument("--optimizer", choices=tuple(OPTIMIZERS),
-                        help=f"default {defaults.optimizer}: " + "; ".join(f"{k}: {v}" for k, v in OPTIMIZERS.items()))
+                        help=f"default {defaults.optimizer}: " + "; ".join(f"{k}: {v.summary}" for k, v in OPTIMIZERS.items()))
     parser.add_argument("--seed", type=int, help=f"initialization and shuffle seed (default {defaults.seed})")
     if normalization:
         parser.add_argument(

@@ -70,7 +70,7 @@ def train_command(args) -> int:
         f"test loss {result.metrics['test_loss']:.4f} accuracy {result.metrics['test_accuracy']:.4f}; "
         f"{result.metrics['wall_seconds']:.1f}s; files in {result.run_dir}"
     )
-    if result.metrics.get("status") == "stuck at chance":
+    if result.metrics.get("status") == tables.Status.STUCK:
         print(f"fmnist: warning: stuck at chance (val_accuracy {last['val_accuracy']:.4f}; chance is 0.1): the model "
               "did not learn. Try --normalization standard, or a smaller --learning-rate", file=sys.stderr)
     return 0

@@ -32,6 +32,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from fmnist import normalization
 from fmnist.engines import batches
 from fmnist.engines.program import Program, pad_blocks, read_state
+from fmnist.model import WIDTHS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,7 +54,7 @@ def per_member_bytes(state_bytes: int, batch_size: int) -> int:
     the updated copy, the scan's carry) and its activations for a batch and an evaluation block."""
     from fmnist.engines.program import EVAL_BLOCK
 
-    widths = 28 * 28 + 300 + 100 + 10
+    widths = sum(WIDTHS)
     return 4 * state_bytes + 4 * widths * (3 * batch_size + 2 * EVAL_BLOCK)
 
 

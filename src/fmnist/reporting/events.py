@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 from fmnist.guard.text import printable
-from fmnist.reporting.tables import status_of
+from fmnist.reporting.tables import Status, status_of
 from fmnist.runtime import is_main_process
 from fmnist.store import artifacts
 
@@ -52,7 +52,7 @@ DESCRIPTIONS = {
     "test_accuracy": "test accuracy of the final model (fraction correct)",
 }
 # HParams' own session statuses, which its dashboard filters on (Success / Failure / Running).
-END_STATUS = {"ok": "STATUS_SUCCESS", "stuck at chance": "STATUS_FAILURE", "diverged": "STATUS_FAILURE"}
+END_STATUS = {Status.OK: "STATUS_SUCCESS", Status.STUCK: "STATUS_FAILURE", Status.DIVERGED: "STATUS_FAILURE"}
 
 
 def _event(step: int = 0, summary=None, wall_time: float | None = None):
@@ -96,7 +96,7 @@ def _hparams(hparams: dict, trial_id: str, status: str | None) -> list:
     # names come from the file system: a byte that is not UTF-8 is written as its escape (protobuf strings
     # must be UTF-8)
     shown = {key: printable(value) if isinstance(value, str) else value for key, value in hparams.items()}
-    events = [_event(0, summary_v2.hparams_pb(shown | {"status": status or "training"}, trial_id=printable(trial_id)))]
+    events = [_event(0, summary_v2.hparams_pb(shown | {"status": str(status or Status.TRAINING)}, trial_id=printable(trial_id)))]
     if status in END_STATUS:
         end = plugin_data_pb2.HParamsPluginData(session_end_info=plugin_data_pb2.SessionEndInfo(
             status=api_pb2.Status.Value(END_STATUS[status]), end_time_secs=time.time()))
@@ -208,7 +208,7 @@ def write_run(run_dir: Path) -> None:
             write_events(run_dir, run_events(history, {}, "", images=images, scalars=False))
         return
     status = run_status(history, config["settings"]["epochs"], metrics)
-    test = metrics if status in ("ok", "stuck at chance") else None
+    test = metrics if Status(status).finished else None
     write_events(run_dir, run_events(history, run_hparams(config["settings"]), run_dir.name, status, test, images))
 
 
@@ -228,7 +228,7 @@ def write_members(folder: Path, config, members, indices, histories, tests: dict
         status = test = None
         if tests is not None:
             status = status_of(history, config.epochs, index in tests)[0]
-            test = tests.get(index) if status in ("ok", "stuck at chance") else None
+            test = tests.get(index) if Status(status).finished else None
             test = test if test and all(math.isfinite(test[tag]) for tag in TEST_TAGS) else None
         artifacts.remove_temporaries(Path(folder) / STUDY_RUNS / member.name)  # left by a killed process
         write_events(Path(folder) / STUDY_RUNS / member.name,

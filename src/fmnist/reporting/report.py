@@ -26,6 +26,7 @@ from fmnist.reporting.html import (
     table,
     text,
 )
+from fmnist.reporting.tables import Status
 from fmnist.runtime import VERSION
 from fmnist.store import artifacts, runs, studies
 
@@ -94,10 +95,10 @@ def _run(folder: Path, config: dict) -> tuple[str, str, list[str]]:
 def _run_answer(folder: Path, settings: dict, history: list[dict], metrics: dict | None) -> str:
     status = events.run_status(history, settings["epochs"], metrics)
     last = history[-1] if history else {}
-    if status == "diverged":
+    if status == Status.DIVERGED:
         return (f'<div class="answer bad"><p>Training <strong>diverged</strong> at epoch {last["epoch"]}: the loss became '
                 "non-finite, so no model was saved. A lower learning rate or a normalization usually helps.</p></div>")
-    if status in ("training", "pending"):
+    if status in (Status.TRAINING, Status.PENDING):
         return (f'<div class="answer bad"><p><strong>Not finished</strong>: {len(history)} of {settings["epochs"]} '
                 f"epochs trained. Continue with <code>fmnist train --resume {text(folder)}</code>.</p></div>")
     accuracy = metrics["test_accuracy"]
@@ -105,7 +106,7 @@ def _run_answer(folder: Path, settings: dict, history: list[dict], metrics: dict
     words = (f"<p>Test accuracy <strong>{accuracy:.4f}</strong> on {metrics['split_sizes']['test']:,} test images, "
              f"against the tutorial's <strong>0.8825</strong>: {abs(difference):.2f} points "
              f"{'higher' if difference >= 0 else 'lower'}.</p>")
-    if status == "stuck at chance":
+    if status == Status.STUCK:
         words += "<p>The model is <strong>stuck at chance</strong> (ten classes: 0.10): it did not learn.</p>"
     differs = [f"{key.replace('_', ' ')} {settings[key]} (the tutorial: {value})"
                for key, value in TUTORIAL["settings"].items() if settings[key] != value]
@@ -115,7 +116,7 @@ def _run_answer(folder: Path, settings: dict, history: list[dict], metrics: dict
              "tutorial": value} for key, value in TUTORIAL.items() if key != "settings"]
     numbers = table(rows, [("what", "quantity"), ("run", "this run"), ("tutorial", "the tutorial (epoch 10)")],
                     attributes=' id="versus-tutorial"')
-    return f'<div class="answer{" bad" if status != "ok" else ""}">{words}</div>{numbers}'
+    return f'<div class="answer{" bad" if status != Status.OK else ""}">{words}</div>{numbers}'
 
 
 def _evaluation(folder: Path, heading: str = "") -> str:

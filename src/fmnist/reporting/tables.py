@@ -4,6 +4,7 @@ method at its best learning rate (chosen on validation, reported on test, tested
 
 from __future__ import annotations
 
+import enum
 import math
 
 from fmnist.reporting import stats
@@ -11,6 +12,24 @@ from fmnist.store import artifacts
 
 CHANCE = 0.1  # ten balanced classes
 STUCK_BELOW = 1.5 * CHANCE  # a final validation accuracy this low means the member did not learn
+
+
+class Status(str, enum.Enum):
+    """What became of a run or a member; the value is the word members.csv, metrics.json, TensorBoard and
+    the report show (a Status equals its word, so rows read back from CSV compare equal)."""
+
+    OK = "ok"
+    STUCK = "stuck at chance"
+    DIVERGED = "diverged"
+    TRAINING = "training"
+    PENDING = "pending"
+
+    __str__ = str.__str__  # the word, in CSV files and f-strings
+
+    @property
+    def finished(self) -> bool:
+        """Trained to the end and tested (a diverged model is not tested)."""
+        return self in (Status.OK, Status.STUCK)
 
 MEMBER_COLUMNS = ("member", "method", "optimizer", "learning_rate", "seed", "status", "diverged_epoch", "epochs",
                   "val_accuracy", "val_loss", "best_val_accuracy", "best_epoch", "test_accuracy", "test_loss",
@@ -28,16 +47,16 @@ MEANS = ("val_accuracy_mean", "val_accuracy_low", "val_accuracy_high", "test_acc
          "test_accuracy_low", "test_accuracy_high")  # a cell's numbers that best.csv repeats
 
 
-def status_of(history: list[dict], epochs: int, tested: bool) -> tuple[str, int | str]:
+def status_of(history: list[dict], epochs: int, tested: bool) -> tuple[Status, int | str]:
     """ok / stuck at chance / diverged (with the epoch) / training / pending."""
     if not history:
-        return "pending", ""
+        return Status.PENDING, ""
     last = history[-1]
     if not all(math.isfinite(last[key]) for key in ("loss", "accuracy", "val_loss", "val_accuracy")):
-        return "diverged", last["epoch"]
+        return Status.DIVERGED, last["epoch"]
     if len(history) < epochs or not tested:
-        return "training", ""
-    return ("stuck at chance" if last["val_accuracy"] < STUCK_BELOW else "ok"), ""
+        return Status.TRAINING, ""
+    return (Status.STUCK if last["val_accuracy"] < STUCK_BELOW else Status.OK), ""
 
 
 def member_rows(members, histories, tests: dict, epochs: int, program_sizes: dict, run_dirs: dict) -> list[dict]:
@@ -49,7 +68,7 @@ def member_rows(members, histories, tests: dict, epochs: int, program_sizes: dic
         finite = [row for row in history if math.isfinite(row["val_accuracy"])]
         best = max(finite, key=lambda row: row["val_accuracy"]) if finite else None
         last = history[-1] if history else {}
-        test = tests.get(member.index, {}) if status in ("ok", "stuck at chance") else {}
+        test = tests.get(member.index, {}) if status.finished else {}
         program, size = program_sizes[member.index]
         rows.append({
             "member": member.name, "method": member.method, "optimizer": member.optimizer,
@@ -81,13 +100,13 @@ def summary_rows(rows: list[dict]) -> list[dict]:
     """Per method x optimizer x learning rate: counts by status, and mean with a 95% interval over seeds."""
     summary = []
     for (method, optimizer, rate), cell in _cells(rows).items():
-        finished = [row for row in cell if row["status"] in ("ok", "stuck at chance")]
+        finished = [row for row in cell if Status(row["status"]).finished]
         val = stats.interval([row["val_accuracy"] for row in finished])
         test = stats.interval([row["test_accuracy"] for row in finished])
         summary.append({
             "method": method, "optimizer": optimizer, "learning_rate": rate, "members": len(cell),
-            "ok": sum(row["status"] == "ok" for row in cell), "stuck": sum(row["status"] == "stuck at chance" for row in cell),
-            "diverged": sum(row["status"] == "diverged" for row in cell),
+            "ok": sum(row["status"] == Status.OK for row in cell), "stuck": sum(row["status"] == Status.STUCK for row in cell),
+            "diverged": sum(row["status"] == Status.DIVERGED for row in cell),
             **dict(zip(("val_accuracy_mean", "val_accuracy_std", "val_accuracy_low", "val_accuracy_high"), val)),
             **dict(zip(("test_accuracy_mean", "test_accuracy_std", "test_accuracy_low", "test_accuracy_high"), test)),
         })

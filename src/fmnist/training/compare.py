@@ -16,6 +16,7 @@ from fmnist import normalization
 from fmnist.config import SweepConfig, TrainConfig
 from fmnist.errors import UsageError
 from fmnist.reporting import plots, tables
+from fmnist.reporting.tables import Status
 from fmnist.runtime import is_main_process
 from fmnist.store import artifacts, studies
 from fmnist.training.sweep import run_study
@@ -75,7 +76,7 @@ def compare(methods: list[str], seeds: int, config: TrainConfig, output_dir=None
     baseline = settings.baseline
     result = run_study(settings, output_dir, kind="compare", resume=resume, runs_root=runs_root, log=log, live=live,
                        should_stop=should_stop)
-    rows = [{key: row[key] for key in RUN_COLUMNS if key in row} | {"diverged": "yes" if row["status"] == "diverged" else "no"}
+    rows = [{key: row[key] for key in RUN_COLUMNS if key in row} | {"diverged": "yes" if row["status"] == Status.DIVERGED else "no"}
             for row in result.rows]
     for number, row in enumerate(rows, 1):
         log(f"[{number}/{len(rows)}] {row['method']} seed {row['seed']}: {row['status']}, val_accuracy "

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from fmnist.config import SweepConfig
+from fmnist.config import OPTIMIZERS, SweepConfig
 from fmnist.reporting import tables
 
 
@@ -59,8 +59,7 @@ def plan_programs(config: SweepConfig, members: list[StudyMember]) -> list[dict]
             continue
         cap = config.members_per_program
         if cap is None:
-            slots = {"sgd": 0, "momentum": 1, "nesterov": 1, "adam": 2}[optimizer]
-            state = 4 * TRAINABLE_PARAMETERS * (1 + slots)
+            state = 4 * TRAINABLE_PARAMETERS * (1 + OPTIMIZERS[optimizer].slots)
             cap = max(devices, memory_budget() // per_member_bytes(state, config.batch_size) // devices * devices)
             if jax.default_backend() == "cpu":
                 cap = min(cap, CPU_MEMBERS_PER_DEVICE * devices)

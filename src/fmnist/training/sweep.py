@@ -24,6 +24,7 @@ from fmnist import data, normalization
 from fmnist.config import SweepConfig, TrainConfig
 from fmnist.errors import Interrupted
 from fmnist.reporting import events, plots, tables
+from fmnist.reporting.tables import Status
 from fmnist.runtime import any_process, barrier, is_main_process, tell_resume
 from fmnist.store import artifacts, program_files, studies
 from fmnist.store.runs import create_run
@@ -231,7 +232,7 @@ def _kept(config: SweepConfig, members: list[StudyMember], rows: list[dict]) -> 
             if cell is None:
                 continue
             chosen = [row_index for row_index, row in enumerate(rows) if (row["method"], row["optimizer"], row["learning_rate"])
-                      == (method, optimizer, cell["learning_rate"]) and row["status"] in ("ok", "stuck at chance")]
+                      == (method, optimizer, cell["learning_rate"]) and Status(row["status"]).finished]
             kept += chosen[:1]
     return kept
 
@@ -261,7 +262,7 @@ def _save_models(folder, config, members, programs, state, stats, dataset) -> No
                                      optimizer=member.optimizer, seed=member.seed, normalization=member.method,
                                      valid_size=config.valid_size, name=member.name, data_dir=config.data_dir,
                                      verify=config.verify)
-            diverged = row["status"] == "diverged"
+            diverged = row["status"] == Status.DIVERGED
             metrics = {"diverged": diverged, "status": row["status"], "split_sizes": splits.sizes(),
                        "wall_seconds": row["seconds"]}
             model = None
