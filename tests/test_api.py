@@ -100,3 +100,21 @@ def test_cross_entropy_is_keras_loss():
     labels = rng.integers(0, 10, 500)
     expected = keras.losses.sparse_categorical_crossentropy(labels, probabilities)
     assert np.allclose(cross_entropy(probabilities, labels), np.asarray(expected), rtol=1e-6, atol=1e-6)
+
+
+def test_training_from_python_writes_what_the_command_writes(tmp_path, tiny_dir):
+    """A Python caller gets the run folder `fmnist train` writes, report.html included, and errors that
+    name the setting as Python spells it (``field``), with no command-line option in them."""
+    from fmnist.config import TrainConfig
+    from fmnist.errors import UsageError
+    from fmnist.training.train import train
+
+    config = TrainConfig(epochs=1, valid_size=100, data_dir=str(tiny_dir), verify=False, name="api")
+    result = train(config, tmp_path / "run", progress=None)
+    assert result.report == tmp_path / "run" / "report.html" and result.report.is_file()
+    assert {"config.json", "history.csv", "metrics.json", "model.keras", "learning_curves.png"} <= {
+        path.name for path in result.run_dir.iterdir()}
+    with pytest.raises(UsageError) as refused:
+        train(config, tmp_path / "run")  # the folder is not empty
+    assert refused.value.field == "output_dir" and "--" not in str(refused.value)
+    assert str(refused.value).startswith(f"output_dir {tmp_path / 'run'}: exists")

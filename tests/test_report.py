@@ -14,8 +14,9 @@ import pytest
 from fmnist import CLASS_NAMES
 from fmnist.cli import main
 from fmnist.reporting import plots, tables
-from fmnist.reporting.report import read_rows, verdict
+from fmnist.reporting.report import verdict
 from fmnist.store import artifacts
+from fmnist.store.artifacts import read_rows
 
 
 class _Page(HTMLParser):

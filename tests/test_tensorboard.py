@@ -19,8 +19,8 @@ import numpy as np
 from results import assert_events_match_history, read_events, scalars
 
 from fmnist.reporting.events import STUDY_RUNS
-from fmnist.reporting.report import read_rows
 from fmnist.store import artifacts
+from fmnist.store.artifacts import read_rows
 
 
 def _session(folder: Path) -> tuple[dict, str]:

@@ -81,7 +81,8 @@ def evaluate_command(args) -> int:
     dataset = common.load_data(args)
     _same_data(run_folder, dataset)
     result = evaluate_report(model, folder, dataset.x_test, dataset.y_test)
-    report.after_evaluate(folder)
+    for page in result["reports"]:
+        report.wrote(page)
     print(f"test loss {result['test_loss']:.4f} accuracy {result['test_accuracy']:.4f} ({len(dataset.y_test)} test "
           f"images of {dataset.source}{'' if dataset.verified else ', checksum not verified'})")
     print(format_per_class(result["per_class"]))

@@ -25,26 +25,9 @@ def report_command(args) -> int:
     return 0
 
 
-def write_at_end(folder) -> None:
-    """train, compare and sweep: the report beside their other files (process 0), named on stderr."""
+def wrote(page) -> None:
+    """Name a report page the library wrote (train, compare, sweep and evaluate write theirs), on stderr."""
     import sys
 
-    from fmnist.reporting.report import write_report
-
-    print(f"fmnist: wrote {write_report(folder)}", file=sys.stderr)
-
-
-def after_evaluate(folder) -> None:
-    """``fmnist evaluate`` of a run folder: its report, and the report of the study it belongs to, if that
-    has one, now show the evaluation."""
-    from pathlib import Path
-
-    from fmnist.store import artifacts
-
-    folder = Path(folder)
-    if not (folder / "config.json").is_file():
-        return  # a model file outside a run folder: no report to update
-    write_at_end(folder)
-    study = folder.resolve().parent  # a study keeps its members' run folders inside it
-    if "study_member" in artifacts.read_json(folder / "config.json") and (study / "report.html").is_file():
-        write_at_end(study)
+    if page is not None:
+        print(f"fmnist: wrote {page}", file=sys.stderr)

@@ -63,7 +63,7 @@ def train_command(args) -> int:
     with stop_on_signals() as should_stop:
         result = train(config, output_dir, resume=bool(args.resume), should_stop=should_stop,
                        progress=Progress(config.epochs, quiet=args.quiet))
-    report.write_at_end(result.run_dir)
+    report.wrote(result.report)
     last = result.history[-1]
     print(
         f"done: epoch {last['epoch']} val_accuracy {last['val_accuracy']:.4f}; "
@@ -109,7 +109,7 @@ def compare_command(args) -> int:
     with stop_on_signals() as should_stop:
         result = compare(methods, seeds, config, args.resume or args.output_dir, baseline,
                          resume=bool(args.resume), should_stop=should_stop)
-    report.write_at_end(result.folder)
+    report.wrote(result.report)
     print()
     print(format_table(result.summary))
     print(f"\n{tables.LEGEND}")
@@ -204,7 +204,7 @@ def sweep_command(args) -> int:
         result, best = sweep(config, args.resume or args.output_dir, resume=bool(args.resume), log=log,
                              should_stop=should_stop)
     if is_main_process():
-        report.write_at_end(result.folder)
+        report.wrote(result.report)
         print()
         print(format_best(best))
         print(f"\n{tables.LEGEND}; best rate: the highest mean final val_accuracy among the rates where no seed "

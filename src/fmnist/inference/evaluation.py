@@ -12,6 +12,7 @@ from fmnist.errors import DataError
 from fmnist.guard.model_checks import probability_rows
 from fmnist.inference.load import predict_probabilities
 from fmnist.reporting import events, plots
+from fmnist.reporting.report import refresh_reports
 from fmnist.store import artifacts
 
 
@@ -40,7 +41,8 @@ def evaluate_report(model, folder: Path, images: np.ndarray, labels: np.ndarray)
     """Test metrics, per-class precision/recall/F1, confusion_matrix.png and mistakes.png.
 
     The files go into ``folder`` (the model's run folder), each written atomically; evaluation.json
-    holds the numbers.
+    holds the numbers. A run folder's TensorBoard events and report.html (and its study's report) then
+    show them; the returned dict names those pages under ``reports`` (not in evaluation.json).
     """
     probabilities = predict_probabilities(model, images)
     bad = int((~probability_rows(probabilities)).sum())
@@ -54,7 +56,7 @@ def evaluate_report(model, folder: Path, images: np.ndarray, labels: np.ndarray)
     artifacts.write_json(folder / "evaluation.json", result)
     if (folder / "config.json").is_file():  # a run folder: its TensorBoard events get the pictures
         events.write_run(folder)
-    return result
+    return result | {"reports": refresh_reports(folder)}
 
 
 def per_class(labels: np.ndarray, predicted: np.ndarray) -> list[dict]:

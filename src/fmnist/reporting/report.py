@@ -10,7 +10,6 @@ settings and library versions. One self-contained file (htmlpage.py): no script,
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 
@@ -38,6 +37,19 @@ TUTORIAL = {"settings": {"normalization": "standard", "optimizer": "sgd", "learn
             "test_loss": 0.2733, "test_accuracy": 0.8825}
 
 
+def refresh_reports(run_folder) -> list[Path]:
+    """After ``fmnist evaluate`` of a run folder: its report, and the report of the study it belongs to
+    (when that has one), rewritten to show the evaluation. Returns the pages written."""
+    folder = Path(run_folder)
+    if not (folder / "config.json").is_file():
+        return []  # a model file outside a run folder: no report to update
+    written = [write_report(folder)]
+    study = folder.resolve().parent  # a study keeps its members' run folders inside it
+    if "study_member" in artifacts.read_json(folder / "config.json") and (study / "report.html").is_file():
+        written.append(write_report(study))
+    return written
+
+
 def write_report(folder) -> Path:
     """Write ``folder``/report.html; UsageError when the folder is neither a run nor a study."""
     folder = Path(folder)
@@ -55,18 +67,6 @@ def write_report(folder) -> Path:
     path = folder / REPORT
     artifacts.write_bytes(path, page(title, lead, sections, footer).encode())
     return path
-
-
-def read_rows(path: Path) -> list[dict]:
-    """A CSV table with numbers as floats (NaN where the file says nan) and other fields as text."""
-    def value(field: str):
-        try:
-            return float(field)
-        except ValueError:
-            return field
-
-    with open(path, newline="") as handle:
-        return [{key: value(field) for key, field in row.items()} for row in csv.DictReader(handle)]
 
 
 # -- a run -------------------------------------------------------------------------------------------
@@ -156,7 +156,7 @@ def _study(folder: Path, study: dict) -> tuple[str, str, list[str]]:
     lead = (f"fmnist {text(kind)} · {len(settings['methods'])} normalization methods × "
             f"{len(settings['learning_rates'])} learning rate(s) × {len(settings['optimizers'])} optimizer(s) × "
             f"{settings['seeds']} seed(s) · {settings['epochs']} epochs · batch {settings['batch_size']}")
-    members = read_rows(folder / "members.csv") if (folder / "members.csv").is_file() else []
+    members = artifacts.read_rows(folder / "members.csv") if (folder / "members.csv").is_file() else []
     best = _answer_rows(folder, study)
     if kind == "compare":
         figures = (figure(folder / "val_accuracy.png", "validation accuracy per epoch, each method across seeds",
@@ -171,7 +171,7 @@ def _study(folder: Path, study: dict) -> tuple[str, str, list[str]]:
                           for name in settings["optimizers"])
     cells = ""
     if kind == "sweep" and (folder / "summary.csv").is_file():
-        summary = [row | _intervals(row) for row in read_rows(folder / "summary.csv")]
+        summary = [row | _intervals(row) for row in artifacts.read_rows(folder / "summary.csv")]
         cells = "<details><summary>Every cell: method × optimizer × learning rate</summary>" + table(
             summary, [("method", "method"), ("optimizer", "optimizer"), ("learning_rate", "learning rate", _rate),
                       ("members", "members", integer), ("ok", "ok", integer), ("stuck", "stuck", integer),
@@ -201,7 +201,7 @@ def _rate(value) -> str:
 def _answer_rows(folder: Path, study: dict) -> list[dict]:
     """best.csv (a sweep) or summary.csv (a comparison: the same columns); [] before the study ends."""
     path = folder / ("best.csv" if study["kind"] == "sweep" else "summary.csv")
-    return read_rows(path) if path.is_file() else []
+    return artifacts.read_rows(path) if path.is_file() else []
 
 
 def _intervals(row: dict) -> dict:

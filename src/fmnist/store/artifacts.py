@@ -86,9 +86,18 @@ def write_csv(path: Path, rows: list[dict], columns) -> None:
     write_bytes(path, buffer.getvalue().encode())
 
 
-def read_history(path: Path) -> list[dict]:
+def read_rows(path: Path) -> list[dict]:
+    """A CSV table fmnist wrote, with numbers as floats (NaN where the file says nan), other fields as text."""
+    def value(field: str):
+        try:
+            return float(field)
+        except ValueError:
+            return field
+
     with open(path, newline="") as handle:
-        return [
-            {key: int(value) if key == "epoch" else float(value) for key, value in row.items()}
-            for row in csv.DictReader(handle)
-        ]
+        return [{key: value(field) for key, field in row.items()} for row in csv.DictReader(handle)]
+
+
+def read_history(path: Path) -> list[dict]:
+    """history.csv: one row per epoch, ``epoch`` an integer."""
+    return [row | {"epoch": int(row["epoch"])} for row in read_rows(path)]

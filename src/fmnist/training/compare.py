@@ -16,6 +16,7 @@ from fmnist import normalization
 from fmnist.config import SweepConfig, TrainConfig
 from fmnist.errors import UsageError
 from fmnist.reporting import plots, tables
+from fmnist.reporting.report import write_report
 from fmnist.reporting.tables import Status
 from fmnist.runtime import is_main_process
 from fmnist.store import artifacts, studies
@@ -53,6 +54,7 @@ class Comparison:
     folder: Path
     rows: list[dict]
     summary: list[dict]
+    report: Path | None = None  # report.html (written by process 0)
 
 
 def study_config(methods: list[str], seeds: int, config: TrainConfig, baseline: str | None) -> SweepConfig:
@@ -89,6 +91,7 @@ def compare(methods: list[str], seeds: int, config: TrainConfig, output_dir=None
                               if member.method == method] for method in methods}
         plots.plot_across_seeds(histories, "val_accuracy", result.folder / "val_accuracy.png")
         plots.plot_across_seeds(histories, ("loss", "val_loss"), result.folder / "loss.png")
+        return Comparison(result.folder, rows, summary, write_report(result.folder))
     return Comparison(result.folder, rows, summary)
 
 

@@ -24,6 +24,7 @@ from fmnist import data, normalization
 from fmnist.config import SweepConfig, TrainConfig
 from fmnist.errors import Interrupted
 from fmnist.reporting import events, plots, tables
+from fmnist.reporting.report import write_report
 from fmnist.reporting.tables import Status
 from fmnist.runtime import any_process, barrier, is_main_process, tell_resume
 from fmnist.store import artifacts, program_files, studies
@@ -47,6 +48,7 @@ class StudyResult:
     members: list[StudyMember]
     rows: list[dict]  # members.csv
     histories: list[list[dict]]  # by member
+    report: Path | None = None  # report.html (process 0 writes it once the kind's own tables are there)
 
 
 def run_study(config: SweepConfig, output_dir=None, *, kind: str = "sweep", resume: bool = False,
@@ -302,6 +304,7 @@ def sweep(config: SweepConfig, output_dir=None, *, resume: bool = False, runs_ro
             labels = {row["method"]: f"lr {row['learning_rate']:g}" for row in best
                       if row["optimizer"] == optimizer and row["learning_rate"] != ""}
             plots.plot_best_curves(chosen, labels, optimizer, result.folder / f"curves-{optimizer}.png")
+        result.report = write_report(result.folder)
     return result, best
 
 

@@ -20,6 +20,7 @@ from fmnist.config import TrainConfig
 from fmnist.errors import Interrupted, TrainingFailed, UsageError
 from fmnist.inference.evaluation import test_metrics
 from fmnist.reporting import events, plots, tables
+from fmnist.reporting.report import write_report
 from fmnist.runtime import tell_resume
 from fmnist.store import artifacts, checkpoint, runs
 from fmnist.training.progress import Progress
@@ -31,6 +32,7 @@ class RunResult:
     history: list[dict]
     metrics: dict
     scaled_range: tuple[float, float]
+    report: Path  # report.html
 
 
 @dataclasses.dataclass
@@ -163,7 +165,7 @@ def train(
             f"training diverged: non-finite loss or accuracy at epoch {diverged_at}; "
             f"no model.keras was saved ({run.run_dir})"
         )
-    return RunResult(run.run_dir, run.history, metrics, run.scaled_range)
+    return RunResult(run.run_dir, run.history, metrics, run.scaled_range, write_report(run.run_dir))
 
 
 def write_results(run_dir: Path, config: TrainConfig, history: list[dict], metrics: dict, model=None,
