@@ -88,6 +88,13 @@ def test_bad_options_exit_2(tiny_args, options, message, capsys):
     assert message in capsys.readouterr().err
 
 
+def test_other_data_are_refused_with_the_option_that_accepts_them(tiny_dir, capsys):
+    assert main(["train", "--data-dir", str(tiny_dir), "--valid-size", "100", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "train-images-idx3-ubyte.gz: content differs from the Fashion-MNIST release" in err
+    assert err.endswith("; to use other IDX data on purpose, turn the check off (--skip-checksum)\n")
+
+
 def test_output_dir_in_use_is_refused(tmp_path, tiny_args, capsys):
     out = tmp_path / "run"
     out.mkdir()

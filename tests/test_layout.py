@@ -156,4 +156,5 @@ def test_a_setting_error_is_shown_as_its_option():
     assert str(caught.value) == "learning_rate -1.0: must be a positive finite number"
     assert render(caught.value) == "--learning-rate -1.0: must be a positive finite number"
     assert render(UsageError("verify: other data", "verify")) == "--skip-checksum: other data"
+    assert render(UsageError("x.gz: other data; turn the check off", "verify")) == "x.gz: other data; turn the check off (--skip-checksum)"
     assert render(UsageError("runs/x: no such folder")) == "runs/x: no such folder"

@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import gzip
 import hashlib
-import io
 import math
 import os
 import stat
 import sys
 import tempfile
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -126,29 +123,20 @@ def _candidates(data_dir, quiet: bool = False):
         elif not quiet and os.path.lexists(folder):
             print(f"fmnist: warning: skipping {problem}", file=sys.stderr)
     raise DataError(
-        "data_dir: Fashion-MNIST not found: install Debian's package (apt-get install dataset-fashion-mnist), "
+        "Fashion-MNIST not found: install Debian's package (apt-get install dataset-fashion-mnist), "
         "run `fmnist data download`, or name the folder that holds its four files", "data_dir"
     )
 
 
 def decompress(path: Path) -> bytes:
+    """The content of the gzip file ``path`` (a regular file), at most MAX_DECOMPRESSED once inflated."""
     try:
         payload = safe_files.read_input(path, MAX_DECOMPRESSED)  # a regular file, never a FIFO or a device
         if not payload:
             raise DataError(f"{path}: empty file")
-        with gzip.GzipFile(fileobj=io.BytesIO(payload)) as stream:
-            raw = stream.read(MAX_DECOMPRESSED + 1)
+        return safe_files.gunzip(payload, MAX_DECOMPRESSED)
     except InputError as problem:
         raise DataError(f"{path}: {problem}") from None
-    except (gzip.BadGzipFile, zlib.error) as error:
-        raise DataError(f"{path}: not a valid gzip file ({error})") from None
-    except EOFError:
-        raise DataError(f"{path}: truncated (the gzip stream ends early)") from None
-    except OSError as error:
-        raise DataError(f"{path}: cannot read ({error.strerror or error})") from None
-    if len(raw) > MAX_DECOMPRESSED:
-        raise DataError(f"{path}: decompresses to more than {MAX_DECOMPRESSED} bytes; not an IDX file")
-    return raw
 
 
 def _check_digest(path: Path, name: str, digest: str) -> None:

@@ -71,11 +71,14 @@ def option(field: str) -> str:
 
 def render(error) -> str:
     """An error's message as the command line says it: the setting it starts with becomes its option
-    (``epochs 0: …`` -> ``--epochs 0: …``). A message about a setting starts with its name (errors.py)."""
+    (``epochs 0: …`` -> ``--epochs 0: …``); a message about a file that a setting would help with ends
+    by naming the option (``…, turn the check off (--skip-checksum)``)."""
     text, field = str(error), getattr(error, "field", None)
-    if field and (text == field or text.startswith((f"{field} ", f"{field}:"))):
+    if not field:
+        return text
+    if text == field or text.startswith((f"{field} ", f"{field}:")):
         return option(field) + text[len(field):]
-    return text
+    return f"{text} ({option(field)})"
 
 
 def given(args) -> dict:

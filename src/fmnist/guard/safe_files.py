@@ -83,7 +83,9 @@ def gunzip(payload: bytes, cap: int = limits.MAX_ARRAY_BYTES) -> bytes:
     try:
         with gzip.GzipFile(fileobj=io.BytesIO(payload)) as stream:
             raw = stream.read(cap + 1)
-    except (OSError, EOFError, zlib.error) as error:  # BadGzipFile is an OSError
+    except EOFError:
+        raise InputError("truncated (the gzip stream ends early)") from None
+    except (OSError, zlib.error) as error:  # BadGzipFile is an OSError
         raise InputError(f"not a valid gzip file ({error})") from None
     if len(raw) > cap:
         raise InputError(f"decompresses to more than {cap:,} bytes (the limit for an input)")
