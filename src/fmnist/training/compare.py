@@ -1,6 +1,6 @@
 """``compare``: normalization methods x seeds at one learning rate and one optimizer.
 
-A sweep with one cell per method (sweep.run_study trains it: the same engine, folders and resume),
+A sweep with one cell per method (study.run_study trains it: the same engine, folders and resume),
 reported the way the tutorial asks its question: runs.csv, a summary with 95% intervals and a paired
 t-test against the baseline, and curves across seeds. Every member keeps its run folder
 ``<method>-seed<seed>`` with its model. A member that diverges or stays at chance is a result, recorded
@@ -20,7 +20,7 @@ from fmnist.reporting.report import write_report
 from fmnist.reporting.tables import Status
 from fmnist.runtime import is_main_process
 from fmnist.store import artifacts, studies
-from fmnist.training.sweep import run_study
+from fmnist.training.study import run_study
 
 RUN_COLUMNS = ("method", "seed", "status", "diverged", "val_accuracy", "val_loss", "best_val_accuracy",
                "best_epoch", "test_accuracy", "seconds", "run_dir")
