@@ -81,6 +81,10 @@ class TrainConfig:
         check_optimizer(self.optimizer)
 
 
+# fmnist compare: the tutorial's question, at the tutorial's rate and optimizer (TrainConfig's)
+COMPARE_METHODS = ("none", "rescale", "standard", "per-pixel")  # raw pixels, the tutorial's two, per pixel
+COMPARE_SEEDS = 3
+
 MAX_SEEDS = 1000
 MAX_MEMBERS = 100_000  # a list of members, a row each in members.csv: beyond this, split the study
 METHOD_NAMES = tuple(normalization.METHODS)

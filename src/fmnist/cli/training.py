@@ -7,6 +7,7 @@ import dataclasses
 import sys
 
 from fmnist.cli import common, report
+from fmnist.config import COMPARE_METHODS, COMPARE_SEEDS
 from fmnist.reporting import tables
 from fmnist.runtime import stop_on_signals
 
@@ -76,7 +77,7 @@ def train_command(args) -> int:
     return 0
 
 
-COMPARE_DEFAULTS = {"methods": "none,rescale,standard,per-pixel", "seeds": 3, "baseline": None}
+COMPARE_DEFAULTS = {"methods": ",".join(COMPARE_METHODS), "seeds": COMPARE_SEEDS, "baseline": None}  # named as options
 
 
 def compare_command(args) -> int:

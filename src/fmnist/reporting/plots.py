@@ -214,26 +214,24 @@ def plot_best_curves(histories: dict[str, list[list[dict]]], labels: dict[str, s
 
 @_plain_text
 def plot_confusion(labels: np.ndarray, predicted: np.ndarray, path: Path) -> None:
-    """Rows normalized (each true class sums to 1), class names on both axes."""
+    """Rows normalized (each true class sums to 1), class names on both axes: scikit-learn's
+    ConfusionMatrixDisplay on a 0..1 scale, with the cells under 0.005 left blank."""
     from matplotlib.figure import Figure
-    from sklearn.metrics import confusion_matrix
+    from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix
 
     matrix = confusion_matrix(labels, predicted, labels=list(range(10)), normalize="true")
     figure = Figure(figsize=(9, 8))
     axes = figure.subplots()
-    shown = axes.imshow(matrix, cmap="Blues", vmin=0, vmax=1)
-    figure.colorbar(shown, ax=axes, fraction=0.046)
-    axes.set_xticks(range(10), CLASS_NAMES, rotation=45, ha="right")
-    axes.set_yticks(range(10), CLASS_NAMES)
+    display = ConfusionMatrixDisplay(matrix, display_labels=CLASS_NAMES)
+    display.plot(ax=axes, cmap="Blues", values_format=".2f", xticks_rotation=45, text_kw={"fontsize": 7})
+    display.im_.set_clim(0, 1)
+    for cell, value in zip(display.text_.ravel(), matrix.ravel()):
+        cell.set_visible(value >= 0.005)
+    for label in axes.get_xticklabels():
+        label.set_horizontalalignment("right")
     axes.set_xlabel("predicted")
     axes.set_ylabel("true")
     axes.set_title("confusion matrix (rows normalized)")
-    for row in range(10):
-        for column in range(10):
-            value = matrix[row, column]
-            if value >= 0.005:
-                axes.text(column, row, f"{value:.2f}", ha="center", va="center", fontsize=7,
-                          color="white" if value > 0.5 else "black")
     _save(figure, path)
 
 

@@ -13,7 +13,7 @@ import dataclasses
 from pathlib import Path
 
 from fmnist import normalization
-from fmnist.config import SweepConfig, TrainConfig
+from fmnist.config import COMPARE_METHODS, COMPARE_SEEDS, SweepConfig, TrainConfig
 from fmnist.errors import UsageError
 from fmnist.reporting import plots, tables
 from fmnist.reporting.report import write_report
@@ -67,7 +67,8 @@ def study_config(methods: list[str], seeds: int, config: TrainConfig, baseline: 
                        verify=config.verify)
 
 
-def compare(methods: list[str], seeds: int, config: TrainConfig, output_dir=None, baseline: str | None = None,
+def compare(methods=COMPARE_METHODS, seeds: int = COMPARE_SEEDS, config: TrainConfig = TrainConfig(), output_dir=None,
+            baseline: str | None = None,
             *, resume: bool = False, runs_root="runs", log=print, live: bool | None = None,
             should_stop=None) -> Comparison:
     """Train every method with seeds config.seed, config.seed+1, …; write runs.csv, summary.csv and plots.
