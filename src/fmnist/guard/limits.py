@@ -18,7 +18,7 @@ MAX_PIXELS = 40_000_000
 # DCT scale) before the conversion, whose float copies cost about 25 bytes per pixel: so a picture at the
 # pixel limit costs what decoding it costs, at most about 320 MB (measured: a 155 kB 6324x6324 RGBA PNG)
 # instead of 1 GB and more. The conversion then averages it down to 28 pixels anyway; pictures up to this
-# size are converted exactly as before.
+# size are converted at their full size.
 WORKING_SIDE = 2048
 # A .keras archive (a zip): the tutorial's model.keras is 1.1 MB; an Adam model 3.2 MB.
 MAX_MODEL_BYTES = 256 * 2**20  # the file itself, .keras or .onnx
