@@ -2,6 +2,7 @@
 in predict and evaluate (no Keras import), and the checks that refuse other files."""
 
 import json
+from pathlib import Path
 import subprocess
 import sys
 
@@ -88,6 +89,16 @@ def test_export_refuses_bad_usage(tmp_path, tiny_dir, capsys):
         "no model": ([str(tmp_path / "absent.keras")], "no such model file"),
         "no data": ([str(tmp_path), "--data-dir", str(tmp_path / "nothing")], "nothing"),
     }
+    # an output that cannot be written is said before the data load and the conversion (no data here)
+    (tmp_path / "folder.onnx").mkdir()
+    unwritable = {"a folder": (tmp_path / "folder.onnx", "is a folder"),
+                  "an over-long name": (tmp_path / ("x" * 245 + ".onnx"), "file name too long"),
+                  "a place no file can go": (Path("/proc/fmnist.onnx"), "cannot write"),
+                  "a missing folder inside a file": (tmp_path / "model.keras" / "x.onnx", "give a .onnx file in an existing folder")}
+    for name, (output, words) in unwritable.items():
+        cases[name] = ([str(tmp_path), "--output", str(output), "--data-dir", str(tmp_path / "nothing")],
+                       f"fmnist: error: {output}: ")
+        cases[name + " (why)"] = cases[name][0], words
     for name, (args, words) in cases.items():
         assert main(["export", *args]) == 2, name
         err = capsys.readouterr().err

@@ -193,17 +193,19 @@ def _serve_parser(commands) -> None:
 
 
 def export_command(args) -> int:
+    from fmnist.guard.text import printable
     from fmnist.inference.export import export_onnx, export_paths
 
     source, path = export_paths(args.model, args.output)  # a typo costs nothing
     dataset = common.load_data(args)
-    print(f"exporting {source} to {path}; verifying on {len(dataset.y_test):,} test images…", file=sys.stderr)
+    print(f"exporting {printable(str(source))} to {printable(str(path))}; verifying on {len(dataset.y_test):,} test "
+          "images…", file=sys.stderr)
     result = export_onnx(args.model, dataset.x_test, args.output)
     print(f"converter: {result.converter}")
     print(f"verified with {result.runtime} on {result.images:,} test images: same class for "
           f"{result.same_argmax:,} of {result.images:,}, max |p_onnx - p_keras| = {result.max_difference:.2e} "
           f"(limit 1e-05)")
-    print(f"wrote {result.path} ({result.size_bytes / 1e6:.1f} MB) in {result.seconds:.1f}s")
+    print(f"wrote {printable(str(result.path))} ({result.size_bytes / 1e6:.1f} MB) in {result.seconds:.1f}s")
     return 0
 
 

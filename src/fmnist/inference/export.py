@@ -82,6 +82,7 @@ def export_paths(target: str | Path, output: str | Path | None = None) -> tuple[
     path = Path(output) if output else source.with_suffix(".onnx")
     if path.suffix != ".onnx" or not path.parent.is_dir():
         raise DataError(f"{path}: give a .onnx file in an existing folder")
+    artifacts.check_writable(path)  # before the conversion's seconds, not after
     return source, path
 
 

@@ -22,11 +22,31 @@ from fmnist.guard.safe_files import write_error
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds")
 
 
+def temporary_path(path: Path) -> Path:
+    """Where ``atomic_path`` writes ``path`` first: beside it, hidden, with this process's id."""
+    path = Path(path)
+    return path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+
+
+def check_writable(path: Path) -> None:
+    """Create and remove ``path``'s temporary file, so that a folder in its place, a read-only folder or an
+    over-long name is said (``write_error``) before the work that would write it."""
+    path, temporary = Path(path), temporary_path(path)
+    try:
+        if path.is_dir():
+            raise IsADirectoryError(21, "is a folder", str(path))
+        with open(temporary, "xb"):
+            pass
+        temporary.unlink()
+    except OSError as error:
+        raise write_error(path, error) from None
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` (same suffix); on success move it over ``path``."""
     path = Path(path)
-    temporary = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    temporary = temporary_path(path)
     try:
         yield temporary
         if temporary.is_file():  # flush the data before the rename makes it visible
