@@ -55,10 +55,11 @@ def train_program(program, label, config, folder, members, stats, splits, state,
         eta = clock.add(int(alive.sum()), elapsed)
         log(f"{label} epoch {epoch}/{config.epochs} {elapsed:.1f}s: "
             f"{_epoch_summary(members, indices, metrics, alive, engine.alive)}; {eta}")
-        state.write()
+        state.write(now=False)
         events.append_members(folder, members, indices, state.histories, epoch)
         stop = any_process(should_stop() if should_stop else None)
         if stop and epoch < config.epochs:
+            state.write()  # the tables show where it stopped
             raise Interrupted(stop, f"after epoch {epoch} of program {name}",
                               f"{studies.KIND_COMMANDS[kind]} --resume {folder}")
     test = engine.test_metrics()
@@ -67,6 +68,7 @@ def train_program(program, label, config, folder, members, stats, splits, state,
     program_files.finish_program(folder, name, [state.histories[i] for i in indices], engine.alive, seconds,
                               {key: values.tolist() for key, values in test.items()})
     events.write_members(folder, config, members, indices, state.histories, state.tests)
+    state.write()
 
 
 def _epoch_summary(members, indices, metrics, alive_before, alive_after) -> str:

@@ -14,6 +14,7 @@ its own devices; process 0 writes everything else.
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 
 from fmnist import data, normalization
@@ -117,10 +118,17 @@ def _extend(folder, config, kind, programs, added, state, clock, log):
 
 
 class StudyTables:
-    """What the study knows so far, and members.csv / history.csv written from it (process 0)."""
+    """What the study knows so far, and members.csv / history.csv written from it (process 0).
+
+    The tables are rewritten whole, so during a program at most every ``EVERY`` seconds: a grid of
+    100,000 members otherwise spends longer writing them after each epoch than training (resuming reads
+    the programs' progress files, never these tables)."""
+
+    EVERY = 30.0
 
     def __init__(self, folder, config, members, programs):
         self.folder, self.config, self.members = folder, config, members
+        self.written = -float("inf")
         self.histories: list[list[dict]] = [[] for _ in members]
         self.tests: dict[int, dict] = {}
         self.run_dirs: dict[int, str] = {}
@@ -138,7 +146,11 @@ class StudyTables:
         return tables.member_rows(self.members, self.histories, self.tests, self.config.epochs, self.sizes,
                                   self.run_dirs)
 
-    def write(self) -> None:
+    def write(self, now: bool = True) -> None:
+        """Rewrite the tables; ``now=False``: only when ``EVERY`` seconds have passed since the last time."""
+        if not now and time.perf_counter() - self.written < self.EVERY:
+            return
+        self.written = time.perf_counter()
         if is_main_process():
             artifacts.write_csv(self.folder / "members.csv", self.rows(), tables.MEMBER_COLUMNS)
             artifacts.write_csv(self.folder / "history.csv", tables.history_rows(self.members, self.histories),
