@@ -2,9 +2,9 @@
 in predict and evaluate (no Keras import), and the checks that refuse other files."""
 
 import json
-from pathlib import Path
 import subprocess
 import sys
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -13,7 +13,8 @@ import pytest
 from conftest import tiny_images
 from onnx import TensorProto, helper, numpy_helper
 
-from fmnist import normalization
+import fmnist
+from fmnist import CLASS_NAMES, normalization
 from fmnist.cli import main
 from fmnist.errors import DataError, ExportFailed
 from fmnist.inference.export import export_onnx
@@ -46,6 +47,12 @@ def test_every_method_exports_and_matches_keras(tmp_path, method):
     found = load_onnx(result.path).predict(TEST_IMAGES)
     assert np.abs(found - expected).max() <= tolerance
     assert [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name] == []
+    # the file alone says what it is: the classes in column order, the conventions, the normalization inside
+    props = {prop.key: prop.value for prop in onnx.load(str(result.path)).metadata_props}
+    assert json.loads(props["fmnist.classes"]) == list(CLASS_NAMES)
+    assert props["fmnist.normalization"] == method and props["fmnist.version"] == fmnist.__version__
+    assert props["fmnist.input"].startswith("pixels: uint8 (batch, 28, 28), raw 0..255")
+    assert props["fmnist.converter"] == result.converter
 
 
 def test_a_model_that_fails_the_check_is_not_written(tmp_path):

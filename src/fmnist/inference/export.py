@@ -19,12 +19,14 @@ path-traversal bugs lived), one input ``(batch, 28, 28)`` of uint8 or float pixe
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
 
+from fmnist.data import CLASS_NAMES
 from fmnist.errors import DataError, ExportFailed
 from fmnist.guard.onnx_files import require
 from fmnist.inference.load import (
@@ -34,6 +36,7 @@ from fmnist.inference.load import (
     model_path,
     predict_probabilities,
 )
+from fmnist.runtime import VERSION
 from fmnist.store import artifacts
 
 TOLERANCE = 1e-5  # max |p_onnx - p_keras| allowed; measured on the tutorial model: about 2e-6
@@ -60,6 +63,7 @@ def export_onnx(target: str | Path, images: np.ndarray, output: str | Path | Non
     start = time.perf_counter()
     with artifacts.atomic_path(path) as temporary:
         converter = _convert(model, temporary, path)
+        _describe(temporary, model, converter)
         onnx_model = load_onnx(temporary, name=path)  # the same checks as any .onnx file
         expected = predict_probabilities(model, images)
         found = onnx_model.predict(images, batch_size=len(images))
@@ -84,6 +88,27 @@ def export_paths(target: str | Path, output: str | Path | None = None) -> tuple[
         raise DataError(f"{path}: give a .onnx file in an existing folder")
     artifacts.check_writable(path)  # before the conversion's seconds, not after
     return source, path
+
+
+def _describe(temporary: Path, model, converter: str) -> None:
+    """The file says what it is, for whoever opens it without fmnist: ONNX metadata (``metadata_props``)
+    with the class names in column order, the input and output conventions, the normalization inside
+    and the versions that wrote it."""
+    import onnx
+
+    proto = onnx.load(str(temporary))
+    name = getattr(model, "name", "")
+    onnx.helper.set_model_props(proto, {
+        "fmnist.classes": json.dumps(list(CLASS_NAMES)),
+        "fmnist.input": "pixels: uint8 (batch, 28, 28), raw 0..255, a light item on black as in Fashion-MNIST; "
+                        "one image is a batch of one (add the first axis)",
+        "fmnist.output": "probabilities: float32 (batch, 10); column k is fmnist.classes[k]",
+        "fmnist.normalization": name.removeprefix("fmnist_").replace("_", "-") if name.startswith("fmnist_") else "",
+        "fmnist.version": VERSION,
+        "fmnist.converter": converter,
+    })
+    proto.doc_string = "A Fashion-MNIST classifier exported by fmnist; its normalization is inside the graph."
+    onnx.save(proto, str(temporary))
 
 
 def _convert(model, temporary: Path, path: Path) -> str:
