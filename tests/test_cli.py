@@ -152,3 +152,15 @@ def test_version_lists_the_libraries_as_the_tutorial_does():
                          "backend jax"]
     for package in ("keras", "jax", "numpy", "scikit-learn", "matplotlib"):
         assert f"{package} {importlib.metadata.version(package)}" in lines
+
+
+def test_a_run_is_named_for_what_differs_from_the_tutorial(tmp_path, tiny_args, monkeypatch, capsys):
+    """Without --name a run folder says what it is: `tutorial` for the tutorial's settings, else the
+    settings that differ (normalization first), so variants can be told apart in runs/ and TensorBoard."""
+    monkeypatch.chdir(tmp_path)
+    for options, name in (([], "tutorial"), (["--normalization", "per-image"], "per-image"),
+                          (["--optimizer", "adam", "--learning-rate", "0.001"], "standard-adam-lr0.001")):
+        assert main(["train", *tiny_args, "--epochs", "1", "--quiet", *options]) == 0
+        capsys.readouterr()
+        (folder,) = [path for path in (tmp_path / "runs").iterdir() if path.name.endswith(f"Z-{name}")]
+        assert json.loads((folder / "config.json").read_text())["settings"]["name"] == name

@@ -57,11 +57,13 @@ class TrainConfig:
     normalization: str = "standard"  # the tutorial's global StandardScaler
     valid_size: int = 5000  # the tutorial takes the first 5,000 training images as validation
     engine: str = "auto"  # fused on JAX (one compiled program per epoch), Keras fit elsewhere
-    name: str = "tutorial"  # the run folder's suffix
+    name: str | None = None  # the run folder's suffix; None: what the run is (``default_name``)
     data_dir: str | None = None  # None: FMNIST_DATA_DIR, the Keras cache, then Debian's folder
     verify: bool = True  # check the files against the pinned Fashion-MNIST SHA-256
 
     def __post_init__(self):
+        if self.name is None:
+            object.__setattr__(self, "name", self.default_name())
         for field, minimum in (("epochs", 1), ("batch_size", 1), ("valid_size", 1)):
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -79,6 +81,19 @@ class TrainConfig:
 
         normalization.get(self.normalization)  # raises UsageError listing the valid names
         check_optimizer(self.optimizer)
+
+    def default_name(self) -> str:
+        """"tutorial" for the tutorial's settings, else the settings that differ from them, in the order
+        that matters most (``per-image``, ``none-adam-lr0.0001``, ``standard-seed3``)."""
+        tutorial = TrainConfig(name="tutorial")
+        parts = [self.normalization] if self.normalization != tutorial.normalization else []
+        parts += [self.optimizer] if self.optimizer != tutorial.optimizer else []
+        parts += [f"lr{self.learning_rate:g}"] if self.learning_rate != tutorial.learning_rate else []
+        parts += [f"batch{self.batch_size}"] if self.batch_size != tutorial.batch_size else []
+        parts += [f"seed{self.seed}"] if self.seed != tutorial.seed else []
+        if not parts:
+            return "tutorial"
+        return "-".join(parts if parts[0] == self.normalization else [self.normalization, *parts])
 
 
 # fmnist compare: the tutorial's question, at the tutorial's rate and optimizer (TrainConfig's)

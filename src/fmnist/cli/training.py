@@ -20,7 +20,8 @@ def add_parsers(commands) -> None:
                                 "into the run folder.")
     common.train_options(train)
     train.add_argument("--output-dir", metavar="FOLDER", help="run folder (new or empty; default runs/<UTC time>-<name>)")
-    train.add_argument("--name", default="tutorial", help="run name, the run folder's suffix (default %(default)s)")
+    train.add_argument("--name", help="run name, the run folder's suffix and the figures' title (default: tutorial, or "
+                       "the settings that differ from the tutorial's, e.g. per-image-adam-lr0.001)")
     train.add_argument("--resume", metavar="RUN_DIR",
                        help="continue RUN_DIR after its last checkpointed epoch with its recorded settings "
                        "(--epochs may be raised; options that change the result are refused)")

@@ -175,7 +175,8 @@ def write_results(run_dir: Path, config: TrainConfig, history: list[dict], metri
     ``wall_seconds``."""
     if model is not None:
         artifacts.write_with(run_dir / "model.keras", model.save)
-    plots.plot_learning_curves(history, run_dir / "learning_curves.png", title=f"{config.name} ({config.normalization})")
+    title = config.name if config.name.startswith(config.normalization) else f"{config.name} ({config.normalization})"
+    plots.plot_learning_curves(history, run_dir / "learning_curves.png", title=title)
     if started is not None:
         metrics["wall_seconds"] = time.perf_counter() - started
     artifacts.write_json(run_dir / "metrics.json", metrics)
