@@ -65,8 +65,12 @@ def test_keras_json_saying_tensorflow_is_overridden(run_dir):
 
 
 def test_keras_imported_first_keeps_its_backend():
-    code = "import sys; sys.modules['keras'] = object(); import os, fmnist; print(os.environ.get('KERAS_BACKEND'))"
-    assert run_python(code).stdout.strip() == "None"  # Keras already chose; fmnist does not pretend otherwise
+    # Keras chooses its backend from ~/.keras/keras.json here; fmnist, imported after it, leaves that alone
+    code = ("import json, os; os.makedirs(os.path.expanduser('~/.keras')); "
+            "open(os.path.expanduser('~/.keras/keras.json'), 'w').write(json.dumps({'backend': 'jax'})); "
+            "import keras, fmnist; print(os.environ.get('KERAS_BACKEND'), keras.backend.backend())")
+    result = run_python(code)
+    assert result.stdout.split() == ["None", "jax"], result.stderr  # fmnist does not pretend otherwise
 
 
 def test_load_model_and_predict_probabilities(run_dir):
@@ -118,3 +122,16 @@ def test_training_from_python_writes_what_the_command_writes(tmp_path, tiny_dir)
         train(config, tmp_path / "run")  # the folder is not empty
     assert refused.value.field == "output_dir" and "--" not in str(refused.value)
     assert str(refused.value).startswith(f"output_dir {tmp_path / 'run'}: exists")
+
+
+@pytest.mark.parametrize("first", ["fmnist", "keras"])
+def test_plain_keras_loads_a_per_image_model_after_import_fmnist(run_dir, first):
+    """`import fmnist` is all plain `keras.models.load_model` needs for a model with fmnist's own layer,
+    whichever of the two is imported first; fmnist alone still imports no Keras."""
+    second = "keras" if first == "fmnist" else "fmnist"
+    code = (f"import sys; import {first}; print('keras' in sys.modules); import {second}; import keras; "
+            f"model = keras.models.load_model({str(run_dir / 'model.keras')!r}); "
+            "print(type(model.layers[0]).__name__)")
+    result = run_python(code, env={"KERAS_BACKEND": "jax"} if first == "keras" else None)  # Keras's default: TensorFlow
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [str(first == "keras"), "PerImageStandardization"]

@@ -8,7 +8,9 @@ The library in two calls::
 Importing this package does no work: no Keras import, no seeding, no file reads. It only makes JAX the
 Keras backend for this process, unless ``KERAS_BACKEND`` is already set (your choice wins) or Keras is
 already imported (its backend is then fixed): Keras's own default is TensorFlow, which fmnist does not
-need. ``load_model`` and ``predict_probabilities`` import what they need when they are called.
+need. ``load_model`` and ``predict_probabilities`` import what they need when they are called. When
+Keras is imported (before or after this package), fmnist's layers are registered with it, so plain
+``keras.models.load_model`` reads any model fmnist saved.
 """
 
 import os as _os
@@ -16,8 +18,37 @@ import sys as _sys
 
 from fmnist.runtime import VERSION as __version__  # noqa: F401 (the package's version)
 
-if "keras" not in _sys.modules:
+
+
+class _RegisterLayersWithKeras:
+    """An import hook: when Keras is imported after fmnist, fmnist's layers are registered with it as soon
+    as it has loaded, so that plain ``keras.models.load_model`` reads a saved model that uses them (the
+    per-image normalization) without importing Keras here."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "keras":
+            return None
+        _sys.meta_path.remove(self)  # Keras's own finder does the finding; this hook runs once
+        import importlib.util
+
+        spec = importlib.util.find_spec("keras")
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        run = spec.loader.exec_module
+
+        def exec_module(module):
+            run(module)
+            import fmnist.layers  # noqa: F401  @register_keras_serializable runs here
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+if "keras" in _sys.modules:  # Keras is loaded already (its backend is fixed): register the layers now
+    import fmnist.layers  # noqa: F401
+else:
     _os.environ.setdefault("KERAS_BACKEND", "jax")
+    _sys.meta_path.insert(0, _RegisterLayersWithKeras())
 
 
 def __getattr__(name: str):
