@@ -135,3 +135,22 @@ def test_plain_keras_loads_a_per_image_model_after_import_fmnist(run_dir, first)
     result = run_python(code, env={"KERAS_BACKEND": "jax"} if first == "keras" else None)  # Keras's default: TensorFlow
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [str(first == "keras"), "PerImageStandardization"]
+
+
+def test_read_images_turns_pictures_into_model_inputs(run_dir, tmp_path):
+    """The README's Python route: files in, the arrays predict_probabilities takes out, as `fmnist predict`
+    converts them; an unreadable input raises InputError naming it."""
+    from fmnist.errors import InputError
+    from fmnist.inputs.read import read_inputs
+
+    examples = Path(__file__).resolve().parent.parent / "docs" / "examples"
+    paths = [examples / "trousers.npy", examples / "sneaker.png", examples / "tshirt-on-beige.jpg"]
+    images = fmnist.read_images(paths)
+    expected = [item.image for item in read_inputs([str(path) for path in paths])]
+    assert images.dtype == np.uint8 and images.shape == (len(expected), 28, 28)
+    assert np.array_equal(images, np.stack(expected))
+    assert fmnist.predict_probabilities(fmnist.load_model(run_dir), images).shape == (len(expected), 10)
+    assert np.array_equal(fmnist.read_images(str(paths[1])), images[len(expected) - 2:len(expected) - 1])
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(InputError, match=f"^{tmp_path / 'empty.png'}: empty file$"):
+        fmnist.read_images([paths[1], tmp_path / "empty.png"])

@@ -75,12 +75,34 @@ def load_model(path):
     return load(path)
 
 
+def read_images(inputs, invert: str = "auto"):
+    """Your pictures as model inputs: ``(n, 28, 28)`` uint8, converted exactly as ``fmnist predict`` does.
+
+    ``inputs``: a path or a list of paths: PNG or JPEG pictures (any size, colour or grey, on a plain
+    background; converted the dataset's way), ``.npy`` arrays and IDX files of raw pixels, or folders of
+    pictures. ``invert``: "auto" (make a dark item on a light background light on black, as the dataset's
+    items are), "yes" or "no". The first input that cannot be used raises ``fmnist.errors.InputError``
+    naming it (``fmnist predict`` instead reports it in its row and goes on).
+    """
+    import numpy as np
+
+    from fmnist.errors import InputError
+    from fmnist.inputs.read import read_inputs
+
+    items = read_inputs([str(inputs)] if isinstance(inputs, (str, _os.PathLike)) else [str(path) for path in inputs],
+                        invert=invert)
+    for item in items:
+        if item.error:
+            raise InputError(f"{item.input}: {item.error}")
+    return np.stack([item.image for item in items]) if items else np.zeros((0, 28, 28), np.uint8)
+
+
 def predict_probabilities(model, images):
     """Class probabilities for raw uint8 images: ``(n, 28, 28)`` in, ``(n, 10)`` float32 out.
 
     One ``(28, 28)`` image gives ``(10,)``. Column ``k`` is the probability of ``CLASS_NAMES[k]``.
-    ``images`` are Fashion-MNIST-like pixels (light item on black, 0..255); use ``fmnist predict`` or
-    ``fmnist.inputs.read.read_inputs`` to convert your own pictures first. ``model`` comes from ``load_model``.
+    ``images`` are Fashion-MNIST-like pixels (light item on black, 0..255); ``read_images`` converts your
+    own pictures. ``model`` comes from ``load_model``.
     """
     from fmnist.inference.load import predict_images
 
