@@ -19,6 +19,7 @@ from fmnist.reporting.tables import STUCK_BELOW
 from fmnist.store import artifacts
 
 HISTORY_SERIES = ("loss", "accuracy", "val_loss", "val_accuracy")
+MIN_SCALE = 0.10  # a heatmap's colour scale spans at least this much accuracy
 
 
 def _plain_text(function):
@@ -40,8 +41,9 @@ def _save(figure, path: Path) -> None:
 
 
 @_plain_text
-def plot_learning_curves(history: list[dict], path: Path, title: str = "") -> None:
-    """The tutorial's plot: the four history series, grid on, y from 0 to 1."""
+def plot_learning_curves(history: list[dict], path: Path, title: str = ""):
+    """The tutorial's plot: the four history series, grid on, y from 0 to 1, or higher when a loss is
+    (raw pixels can start near 15): no line leaves the axes."""
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(8, 5))
@@ -49,12 +51,16 @@ def plot_learning_curves(history: list[dict], path: Path, title: str = "") -> No
     epochs = [row["epoch"] for row in history]
     for series in HISTORY_SERIES:
         axes.plot(epochs, [row[series] for row in history], marker="o", markersize=3, label=series)
-    axes.set_ylim(0, 1)
+    values = np.array([row[series] for row in history for series in HISTORY_SERIES], dtype=float)
+    finite = values[np.isfinite(values)]
+    top = finite.max(initial=0.0)
+    axes.set_ylim(min(0.0, finite.min(initial=0.0)), 1.0 if top <= 1 else 1.05 * top)
     _epoch_axis(axes)  # whole epochs, even for a two-epoch run
     axes.legend()
     if title:
         axes.set_title(printable(title))  # a name from the file system may hold bytes that are not UTF-8
     _save(figure, path)
+    return figure
 
 
 SERIES_LABELS = {"val_accuracy": "validation accuracy (fraction correct)", "accuracy": "training accuracy (fraction correct)",
@@ -116,9 +122,15 @@ def _band_panel(axes, histories: dict[str, list[list[dict]]], series: str) -> No
 
 
 def _epoch_axis(axes) -> None:
+    """Whole epochs only: a tick per epoch for short runs (one epoch included), a few for long ones."""
     from matplotlib.ticker import MaxNLocator
 
-    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    last = max((max(line.get_xdata(), default=0) for line in axes.get_lines()), default=0)
+    if 0 < last <= 12:
+        axes.set_xticks(range(1, int(last) + 1))
+        axes.set_xlim(0.5, last + 0.5)
+    else:
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_xlabel("epoch")
     axes.grid(True)
 
@@ -157,7 +169,8 @@ def plot_heatmap(summary: list[dict], optimizer: str, methods, best: list[dict],
     learned = finite[finite >= STUCK_BELOW]
     scale = learned if learned.size else finite
     vmin, vmax = (scale.min(), scale.max()) if scale.size else (0.0, 1.0)
-    vmin = min(vmin, vmax - 0.005)  # one value, or all alike: a scale still
+    # at least 10 points of accuracy from end to end: a small gap must not look like the whole range
+    vmin = min(vmin, vmax - MIN_SCALE)
     figure = Figure(figsize=(1.1 * len(rates) + 3, 0.6 * len(methods) + 2))
     axes = figure.subplots()
     colours = matplotlib.colormaps["viridis"].with_extremes(bad="white", under="#f4c7c3")  # white: untried or all diverged
@@ -184,8 +197,10 @@ def plot_heatmap(summary: list[dict], optimizer: str, methods, best: list[dict],
     axes.set_yticks(range(len(methods)), methods)
     axes.set_xlabel("learning rate")
     axes.set_ylabel("normalization")
-    axes.set_title(f"{optimizer}: mean final validation accuracy over seeds\n(boxed: each method's best rate, dashed "
-                   "on the edge of its rates; pale red: stuck at chance; hatched: some diverged)", fontsize=9)
+    width = int(figure.get_figwidth() * 100 / 8)  # characters of 9-point text that fit over the axes
+    axes.set_title("\n".join(textwrap.wrap(f"{optimizer}: mean final validation accuracy over seeds", width)
+                             + textwrap.wrap("(boxed: each method's best rate, dashed on the edge of its rates; pale "
+                                             "red: stuck at chance; hatched: some diverged)", width)), fontsize=9)
     _save(figure, path)
     return figure
 
@@ -243,16 +258,16 @@ def plot_mistakes(images, labels, probabilities, path: Path, count: int = 24) ->
     predicted = probabilities.argmax(axis=-1)
     wrong = np.flatnonzero(predicted != labels)
     wrong = wrong[np.argsort(-probabilities[wrong, predicted[wrong]])][:count]
-    columns = 8
+    columns = 6  # 870 pixels wide: the report shows it at full size, captions readable
     rows = max(1, -(-len(wrong) // columns))
-    figure = Figure(figsize=(columns * 1.6, rows * 2.4))
+    figure = Figure(figsize=(columns * 1.45, rows * 2.1))
     grid = np.atleast_1d(figure.subplots(rows, columns)).ravel()
     for axes in grid:
         axes.axis("off")
     for axes, index in zip(grid, wrong):
         axes.imshow(images[index], cmap="gray", vmin=0, vmax=255)
         axes.set_title(f"true {CLASS_NAMES[labels[index]]}\npred {CLASS_NAMES[predicted[index]]}\n"
-                       f"p={probabilities[index, predicted[index]]:.2f}", fontsize=7)
+                       f"p={probabilities[index, predicted[index]]:.2f}", fontsize=9)
     figure.suptitle("most confident mistakes")
     _save(figure, path)
     return len(wrong)
