@@ -2,6 +2,7 @@
 
 import json
 import zipfile
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -207,11 +208,15 @@ def test_evaluate_writes_the_report(tmp_path, tiny_dir, capsys):
         assert Image.open(run / picture).size[0] > 100
 
 
-def test_data_show(tmp_path, tiny_dir, capsys):
+def test_data_show(tmp_path, tiny_dir, capsys, monkeypatch):
     out = tmp_path / "samples.png"
     assert main(["data", "show", "--data-dir", str(tiny_dir), "--skip-checksum", "--output", str(out)]) == 0
     assert Image.open(out).size[0] > 200
     assert main(["data", "show", "--data-dir", str(tiny_dir), "--skip-checksum", "--per-class", "0"]) == 2
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert main(["data", "show", "--data-dir", str(tiny_dir), "--skip-checksum", "--split", "test"]) == 0
+    assert sorted(path.name for path in Path.cwd().rglob("*")) == ["runs", "samples-test.png"]  # not beside your files
 
 
 def test_jpeg_with_exif_orientation_is_turned_upright(tmp_path, images):

@@ -14,7 +14,7 @@ def add_parsers(commands) -> None:
     show = data_commands.add_parser("show", help="save a PNG grid of sample images per class", epilog=common.EPILOG,
                                     description="Draw the first --per-class images of each class of a split as one "
                                     "PNG grid (a row per class), to see what the data look like.")
-    show.add_argument("--output", default="fashion-mnist-samples.png", help="PNG to write (default %(default)s)")
+    show.add_argument("--output", help="PNG to write (default runs/samples-<split>.png, beside the runs)")
     show.add_argument("--per-class", type=int, default=8, help="images per class (default %(default)s)")
     show.add_argument("--split", choices=("train", "test"), default="train", help="default %(default)s")
     common.data_options(show)
@@ -46,14 +46,16 @@ def data_command(args) -> int:
 
         if not 1 <= args.per_class <= 50:
             raise UsageError(f"--per-class {args.per_class}: must be between 1 and 50")
-        output = Path(args.output)
+        output = Path(args.output or f"runs/samples-{args.split}.png")
+        if not args.output:
+            output.parent.mkdir(exist_ok=True)  # runs/, where train writes too
         if output.suffix.lower() != ".png" or not output.parent.is_dir():
             raise UsageError(f"--output {output}: give a .png file in an existing folder")
         writable(output.parent, "--output")  # before the data are read
         dataset = common.load_data(args)
         images, labels = (dataset.x_train, dataset.y_train) if args.split == "train" else (dataset.x_test, dataset.y_test)
-        plot_samples(images, labels, Path(args.output), args.per_class)
-        print(f"wrote {args.output}")
+        plot_samples(images, labels, output, args.per_class)
+        print(f"wrote {output}")
         return 0
     info = data.describe(common.load_data(args))
     width = max(map(len, info))
