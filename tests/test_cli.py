@@ -11,7 +11,8 @@ from test_data import DAMAGES
 
 from fmnist.cli import main
 
-RUN_FILES = {"config.json", "history.csv", "metrics.json", "model.keras", "learning_curves.png", "checkpoint.npz",
+RUN_FILES = {"config.json", "history.csv", "metrics.json", "model.keras", "model_summary.txt", "learning_curves.png",
+             "checkpoint.npz",
              "events.out.tfevents.fmnist", "report.html"}
 
 
@@ -28,6 +29,7 @@ def test_train_writes_the_run_folder(tmp_path, tiny_args, capsys):
     assert "Epoch 2/2 - " in printed and "val_accuracy:" in printed
     assert f"files in {out}" in printed
     assert {path.name for path in out.iterdir()} == RUN_FILES  # and no temporary files left
+    assert "Trainable params: 266,610" in (out / "model_summary.txt").read_text()  # the tutorial's model.summary()
     history = _history(out)
     assert list(history[0]) == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds"]
     assert [row["epoch"] for row in history] == ["1", "2"]

@@ -16,7 +16,7 @@ def add_parsers(commands) -> None:
     train = commands.add_parser("train", help="train the tutorial's model and write a run folder",
                                 epilog=common.methods_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter,
                                 description="Train the tutorial's MLP; writes config.json, history.csv, "
-                                "metrics.json, model.keras, learning_curves.png, TensorBoard events and report.html "
+                                "metrics.json, model.keras, model_summary.txt, learning_curves.png, TensorBoard events and report.html "
                                 "into the run folder.")
     common.train_options(train)
     train.add_argument("--output-dir", metavar="FOLDER", help="run folder (new or empty; default runs/<UTC time>-<name>)")

@@ -170,11 +170,14 @@ def train(
 
 def write_results(run_dir: Path, config: TrainConfig, history: list[dict], metrics: dict, model=None,
                   started: float | None = None) -> None:
-    """The end of a run: model.keras (unless it diverged), learning_curves.png and metrics.json, in that
-    order, so a metrics.json means the rest is there. ``started``: the run's perf_counter start, for
-    ``wall_seconds``."""
+    """The end of a run: model.keras and model_summary.txt (Keras's ``model.summary()``, as the tutorial
+    prints it) unless it diverged, learning_curves.png and metrics.json, in that order, so a metrics.json
+    means the rest is there. ``started``: the run's perf_counter start, for ``wall_seconds``."""
     if model is not None:
         artifacts.write_with(run_dir / "model.keras", model.save)
+        lines = []
+        model.summary(print_fn=lambda line, **_: lines.append(line))
+        artifacts.write_bytes(run_dir / "model_summary.txt", ("\n".join(lines) + "\n").encode())
     title = config.name if config.name.startswith(config.normalization) else f"{config.name} ({config.normalization})"
     plots.plot_learning_curves(history, run_dir / "learning_curves.png", title=title)
     if started is not None:
