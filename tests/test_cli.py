@@ -166,3 +166,41 @@ def test_a_run_is_named_for_what_differs_from_the_tutorial(tmp_path, tiny_args, 
         capsys.readouterr()
         (folder,) = [path for path in (tmp_path / "runs").iterdir() if path.name.endswith(f"Z-{name}")]
         assert json.loads((folder / "config.json").read_text())["settings"]["name"] == name
+
+
+def test_early_stopping_keeps_the_best_epochs_model(tmp_path, tiny_args, monkeypatch, capsys):
+    """--early-stopping 2: the run stops two epochs after its best validation loss, and model.keras, the
+    test metrics and metrics.json are the best epoch's (Keras's restore_best_weights)."""
+    import keras
+    import numpy as np
+
+    from fmnist import engines
+
+    scripted = {1: 1.0, 2: 0.8, 3: 0.9, 4: 0.95, 5: 0.7}  # epoch -> val_loss: best at 2, no better at 3 and 4
+    weights = {}
+    create = engines.create
+
+    def scripted_engine(*args, **kwargs):
+        engine = create(*args, **kwargs)
+        model, train_epoch = args[1], engine.train_epoch
+
+        def epoch(number):
+            metrics = train_epoch(number) | {"val_loss": scripted[number]}
+            weights[number] = [np.array(value) for value in model.get_weights()]
+            return metrics
+
+        engine.train_epoch = epoch
+        return engine
+
+    monkeypatch.setattr(engines, "create", scripted_engine)
+    out = tmp_path / "run"
+    assert main(["train", *tiny_args, "--epochs", "5", "--early-stopping", "2", "--quiet", "--output-dir", str(out)]) == 0
+    capsys.readouterr()
+    assert [row["epoch"] for row in _history(out)] == ["1", "2", "3", "4"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["model_epoch"] == 2 and metrics["stopped_epoch"] == 4 and metrics["status"] == "ok"
+    saved = keras.saving.load_model(out / "model.keras").get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(saved, weights[2]))
+    assert not all(np.array_equal(a, b) for a, b in zip(saved, weights[4]))
+    assert main(["train", *tiny_args, "--early-stopping", "0"]) == 2
+    assert "--early-stopping 0: the patience must be an integer >= 1" in capsys.readouterr().err

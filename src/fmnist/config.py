@@ -30,6 +30,7 @@ OPTIMIZERS = {
 }
 
 
+MONITORS = ("val_loss", "val_accuracy")  # what early stopping watches: lower loss, higher accuracy is better
 MAX_SEED = 2**32 - 1  # NumPy's and Keras's seeds are 32-bit
 MAX_NAME_BYTES = 200
 
@@ -60,6 +61,10 @@ class TrainConfig:
     name: str | None = None  # the run folder's suffix; None: what the run is (``default_name``)
     data_dir: str | None = None  # None: FMNIST_DATA_DIR, the Keras cache, then Debian's folder
     verify: bool = True  # check the files against the pinned Fashion-MNIST SHA-256
+    # Keras's EarlyStopping(patience=early_stopping, restore_best_weights=True): stop once ``monitor`` has
+    # not improved for this many epochs; the saved model is the best epoch's. None: train every epoch.
+    early_stopping: int | None = None
+    monitor: str = "val_loss"  # or "val_accuracy"
 
     def __post_init__(self):
         if self.name is None:
@@ -78,6 +83,12 @@ class TrainConfig:
             raise UsageError(f"name: {len(self.name.encode('utf-8', 'surrogateescape'))} bytes; at most "
                              f"{MAX_NAME_BYTES} (the run folder's name adds a time stamp; file names stop at 255 bytes)", "name")
         check_seed(self.seed)
+        if self.early_stopping is not None and (isinstance(self.early_stopping, bool)
+                                                or not isinstance(self.early_stopping, int) or self.early_stopping < 1):
+            raise UsageError(f"early_stopping {self.early_stopping}: the patience must be an integer >= 1 (epochs)",
+                             "early_stopping")
+        if self.monitor not in MONITORS:
+            raise UsageError(f"monitor {self.monitor!r}: choose from {', '.join(MONITORS)}", "monitor")
 
         normalization.get(self.normalization)  # raises UsageError listing the valid names
         check_optimizer(self.optimizer)

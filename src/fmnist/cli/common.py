@@ -58,7 +58,7 @@ def train_options(parser: argparse.ArgumentParser, normalization: bool = True, e
 
 
 SETTINGS = ("epochs", "batch_size", "learning_rate", "optimizer", "seed", "normalization", "valid_size", "engine",
-            "data_dir")
+            "data_dir", "early_stopping", "monitor")
 
 
 FLAGS = {"verify": "--skip-checksum", "max_body_bytes": "--max-body-mb"}  # the settings not named --<field>

@@ -7,7 +7,7 @@ import dataclasses
 import sys
 
 from fmnist.cli import common, report
-from fmnist.config import COMPARE_METHODS, COMPARE_SEEDS
+from fmnist.config import COMPARE_METHODS, COMPARE_SEEDS, MONITORS
 from fmnist.reporting import tables
 from fmnist.runtime import stop_on_signals
 
@@ -25,6 +25,10 @@ def add_parsers(commands) -> None:
     train.add_argument("--resume", metavar="RUN_DIR",
                        help="continue RUN_DIR after its last checkpointed epoch with its recorded settings "
                        "(--epochs may be raised; options that change the result are refused)")
+    train.add_argument("--early-stopping", type=int, metavar="PATIENCE",
+                       help="stop once --monitor has not improved for PATIENCE epochs (Keras's EarlyStopping) and keep "
+                       "the best epoch's model (restore_best_weights); metrics.json says which epoch it is")
+    train.add_argument("--monitor", choices=MONITORS, help="what --early-stopping watches (default val_loss)")
     train.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     train.set_defaults(handler=train_command)
 

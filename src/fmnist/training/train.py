@@ -120,6 +120,8 @@ def fit_epochs(run: Run, progress: Progress, should_stop=None) -> int | None:
     config = run.config
     engine = engines.create(run.engine_name, run.model, run.splits, config, progress)
     for epoch in range(len(run.history) + 1, config.epochs + 1):
+        if stopped_early(run.history, config):  # a resumed run that had stopped already
+            break
         epoch_started = time.perf_counter()
         row = {"epoch": epoch, **engine.train_epoch(epoch)}
         row["epoch_seconds"] = time.perf_counter() - epoch_started
@@ -131,6 +133,8 @@ def fit_epochs(run: Run, progress: Progress, should_stop=None) -> int | None:
         events.append_epoch(run.run_dir, row, config.learning_rate)  # then its events
         if not finite(row):
             return epoch
+        if config.early_stopping and best_epoch(run.history, config.monitor) == epoch:
+            artifacts.write_with(run.run_dir / "model.keras", run.model.save)  # the best so far, kept on disk
         signal_number = should_stop() if should_stop else None
         if signal_number and epoch < config.epochs:
             raise Interrupted(signal_number, f"after epoch {epoch}", f"fmnist train --resume {run.run_dir}")
@@ -155,9 +159,16 @@ def train(
                     should_stop=should_stop)
     diverged_at = fit_epochs(run, progress or Progress(config.epochs), should_stop)
     metrics = {"diverged": diverged_at is not None, "split_sizes": run.splits.sizes()}
+    epochs = len(run.history) if stopped_early(run.history, config) else config.epochs
     if diverged_at is None:
+        model_epoch = len(run.history)
+        if config.early_stopping:  # restore_best_weights: the model, its test metrics and its file are the best's
+            model_epoch = best_epoch(run.history, config.monitor)
+            if model_epoch != len(run.history):
+                run.model.load_weights(run.run_dir / "model.keras")
+            metrics |= {"model_epoch": model_epoch, "stopped_epoch": len(run.history) if epochs < config.epochs else None}
         metrics |= test_metrics(run.model, run.splits.x_test, run.splits.y_test)
-    metrics["status"] = tables.status_of(run.history, config.epochs, tested=True)[0]  # the words compare uses
+    metrics["status"] = tables.status_of(run.history, epochs, tested=True)[0]  # the words compare uses
     write_results(run.run_dir, config, run.history, metrics, None if diverged_at else run.model, started)
     events.write_run(run.run_dir)  # with the status and test metrics
     if diverged_at is not None:
@@ -166,6 +177,25 @@ def train(
             f"no model.keras was saved ({run.run_dir})"
         )
     return RunResult(run.run_dir, run.history, metrics, run.scaled_range, write_report(run.run_dir))
+
+
+def best_epoch(history: list[dict], monitor: str) -> int | None:
+    """The epoch whose ``monitor`` was best, the first of equals (an epoch improves only when strictly
+    better, as in Keras's EarlyStopping); None before any epoch with a finite value."""
+    best = None
+    for row in history:
+        value = row[monitor]
+        if math.isfinite(value) and (best is None or (value < best[1] if monitor.endswith("loss") else value > best[1])):
+            best = row["epoch"], value
+    return best and best[0]
+
+
+def stopped_early(history: list[dict], config: TrainConfig) -> bool:
+    """Whether early stopping ends the run after ``history``: ``patience`` epochs without improvement."""
+    if not config.early_stopping or not history:
+        return False
+    best = best_epoch(history, config.monitor)
+    return best is not None and len(history) - best >= config.early_stopping and len(history) < config.epochs
 
 
 def write_results(run_dir: Path, config: TrainConfig, history: list[dict], metrics: dict, model=None,
