@@ -202,5 +202,7 @@ def test_early_stopping_keeps_the_best_epochs_model(tmp_path, tiny_args, monkeyp
     saved = keras.saving.load_model(out / "model.keras").get_weights()
     assert all(np.array_equal(a, b) for a, b in zip(saved, weights[2]))
     assert not all(np.array_equal(a, b) for a, b in zip(saved, weights[4]))
+    assert main(["train", "--resume", str(out), "--early-stopping", "3"]) == 2  # it changes the result
+    assert f"--resume {out}: early_stopping 3 differs from the run's 2" in capsys.readouterr().err
     assert main(["train", *tiny_args, "--early-stopping", "0"]) == 2
     assert "--early-stopping 0: the patience must be an integer >= 1" in capsys.readouterr().err

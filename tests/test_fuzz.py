@@ -1,7 +1,9 @@
 """The fuzzer (tests/fuzz_inputs.py), bounded: a fixed seed and count (the same 800 inputs every time, a
-few seconds), in its own process so that its peak memory is its own. Every mutated PNG, JPEG, .npy, IDX
-and .keras input must end as a prediction or an error row (a loaded model or a refusal), never a
-traceback; the decompression bomb it also feeds must not cost more than the documented bound."""
+few seconds), in its own process so that its peak memory is its own. Every mutated PNG, JPEG, .npy, IDX,
+.keras (bytes and zip headers), .onnx graph and checkpoint must end as a prediction or an error row (a
+loaded model or a refusal in one line), never a traceback; the decompression bomb it also feeds, and the
+zip members whose streams go on for 64 MiB past their declared sizes, must not cost more than the
+documented bound."""
 
 import json
 import os
@@ -23,4 +25,6 @@ def test_fuzzed_inputs_end_as_rows_in_bounded_memory():
     assert summary["inputs"] >= 200 and summary["rows"] >= summary["inputs"]  # every input got a row
     assert summary["predictions"] > 0 and summary["errors"] > 0 and summary["models"] > 0
     assert summary["models_loaded"] >= 1  # the unmutated archive passes every check
+    assert summary["onnx_loaded"] >= 1 and summary["onnx_refused"] > 0  # the seed graph runs; some mutants not
+    assert summary["checkpoints_loaded"] >= 1 and summary["checkpoints_refused"] > 0 and summary["zip_headers"] > 0
     assert summary["peak_rss_mb"] < PEAK_MB, summary

@@ -1,11 +1,19 @@
 """Run folders, options and outputs (issue 10, items 2, 8-11 and the new user's friction): a checkpoint or
 config that is not the run's is refused in one line and changes nothing; options are checked before a
 folder is made; an output that cannot be written is said in one line before the work (or, for a disk that
-fills, when it does) and leaves every file whole; an unreadable data folder is reported."""
+fills, when it does) and leaves every file whole; an unreadable data folder is reported.
+
+And the files `report` and `train --resume` read, damaged or edited one at a time (a history that is not
+numbers or not epochs 1..N, a field or a table too large, JSON of the wrong types, missing columns, a
+picture or member folder that leads out of the folder): each refused in one line naming the file, exit 2,
+with report.html and every other file as they were."""
 
 import contextlib
+import csv
+import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -18,6 +26,9 @@ from test_hostile_inputs import as_nobody
 
 from fmnist import data
 from fmnist.cli import main
+from fmnist.errors import DataError
+from fmnist.guard import limits
+from fmnist.store import artifacts
 
 
 @pytest.fixture(scope="module")
@@ -274,3 +285,260 @@ def test_names_that_look_like_tex_or_are_not_utf8_are_drawn_as_written(setup, tm
     sheet = tmp_path / "sheet.png"
     assert main(["predict", str(root / "A"), str(picture), "--sheet", str(sheet)]) == 0
     assert sheet.stat().st_size
+
+
+# -- damaged files: report and train --resume ----------------------------------------------------------
+def _snapshot(folder: Path) -> dict:
+    return {str(path.relative_to(folder)): (info.st_ino, info.st_mtime_ns, info.st_size)
+            for path in sorted(Path(folder).rglob("*")) for info in [path.lstat()]}
+
+
+def _cells(change):
+    """A CSV edit: ``change(rows)`` edits the rows (the header first) as lists of fields."""
+    def edit(path):
+        with open(path, newline="") as handle:
+            rows = list(csv.reader(handle))
+        change(rows)
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerows(rows)
+        path.write_text(buffer.getvalue())
+    return edit
+
+
+def _cell(column, value, row=1):
+    def change(rows):
+        rows[row][rows[0].index(column)] = value
+    return _cells(change)
+
+
+def _drop(column):
+    def change(rows):
+        index = rows[0].index(column)
+        for row in rows:
+            del row[index]
+    return _cells(change)
+
+
+def _text(content):
+    return lambda path: path.write_bytes(content if isinstance(content, bytes) else content.encode())
+
+
+def _json(*keys, value):
+    def edit(path):
+        recorded = json.loads(path.read_text())
+        target = recorded
+        for key in keys[:-1]:
+            target = target[key]
+        if value is None:
+            del target[keys[-1]]
+        else:
+            target[keys[-1]] = value
+        path.write_text(json.dumps(recorded))
+    return edit
+
+
+def _sparse(size):
+    def edit(path):
+        with open(path, "wb") as handle:
+            handle.truncate(size)
+    return edit
+
+
+def _outside(path):
+    """``path`` (a picture, evaluation.json) replaced by a link to a copy outside the folder."""
+    target = path.parent.parent / f"outside-{path.name}"
+    shutil.copy(path, target)
+    path.unlink()
+    path.symlink_to(target)
+
+
+HISTORY_ROW = "1,0.5,0.8,0.6,0.7,1.0\n"
+HEADER = ",".join(artifacts.HISTORY_COLUMNS) + "\n"
+RUN_CASES = [  # (file, damage, words): the run folder of small_results (3 epochs, evaluated)
+    ("history.csv", _text("epoch,loss\n1,0.5\n"), "(no column accuracy, val_loss, val_accuracy, epoch_seconds)"),
+    ("history.csv", _cell("loss", "abc"), "damaged table (line 2: loss 'abc' is not a number)"),
+    ("history.csv", _cell("val_accuracy", ""), "line 2: val_accuracy '' is not a number"),
+    ("history.csv", _cell("epoch", "x"), "line 2: epoch 'x' is not a number"),
+    ("history.csv", _cell("loss", "0.5\x00"), "is not a number"),
+    ("history.csv", _cell("loss", "1" * 200_000), "damaged table (line 2: field larger than field limit"),
+    ("history.csv", _text(HEADER + HISTORY_ROW * 5), "damaged history (row 2 is epoch 1.0; the epochs must be 1, 2"),
+    ("history.csv", _text(HEADER + HISTORY_ROW.replace("1,", "2,", 1)), "row 1 is epoch 2.0"),
+    ("history.csv", _text(HEADER + HISTORY_ROW.replace("\n", ",9\n")), "line 2: not as many fields as the header"),
+    ("history.csv", _text(HEADER + "1,0.5\n"), "line 2: not as many fields as the header names"),
+    ("history.csv", _text(b"\xff\xfe" + HEADER.encode()), "damaged table (no column epoch"),
+    ("history.csv", _text(""), "damaged table (no column epoch"),
+    ("history.csv", _sparse(300 * 2**20), "table cannot be read (314,572,800 bytes; larger than the limit"),
+    ("metrics.json", _json("test_accuracy", value="0.9"), "damaged metrics file (test_accuracy '0.9' is not a number)"),
+    ("metrics.json", _json("test_loss", value=[1]), "damaged metrics file (test_loss '[1]' is not a number)"),
+    ("metrics.json", _json("diverged", value="no"), "damaged metrics file (diverged must be true or false"),
+    ("metrics.json", _json("split_sizes", value=[]), "damaged metrics file"),
+    ("metrics.json", _json("split_sizes", "test", value="60"), "damaged metrics file"),
+    ("metrics.json", _json("split_sizes", "test", value=None), "damaged metrics file"),
+    ("metrics.json", _text("[]"), "damaged metrics file (not a JSON object)"),
+    ("evaluation.json", _json("per_class", value=5), "damaged evaluation file"),
+    ("evaluation.json", _json("per_class", value=[{"class": "x"}]), "damaged evaluation file"),
+    ("evaluation.json", _json("per_class", 0, "support", value="10"), "damaged evaluation file"),
+    ("evaluation.json", _json("per_class", 0, "precision", value="high"), "damaged evaluation file (precision 'high'"),
+    ("evaluation.json", _json("test_loss", value="x"), "damaged evaluation file (test_loss 'x' is not a number)"),
+    ("evaluation.json", _json("test_accuracy", value=None), "damaged evaluation file"),
+    ("evaluation.json", _json("mistakes_shown", value="3"), "damaged evaluation file"),
+    ("evaluation.json", _text("{"), "damaged evaluation file (not JSON"),
+    ("config.json", _json("environment", value=[]), "damaged environment (not a JSON object)"),
+    ("config.json", _json("run_id", value=5), "damaged run_id (not a JSON string)"),
+    ("config.json", _json("data", "digests", value=5), "damaged data record"),
+    ("config.json", _json("data", value=None), "damaged run configuration (no data record)"),
+    ("config.json", _json("settings", "verify", value="yes"), "damaged settings (verify yes: must be true or false)"),
+    ("config.json", _json("settings", "data_dir", value=5), "damaged settings (data_dir 5: must be text or null)"),
+    ("config.json", _json("settings", "epochs", value="3" * 5000), "damaged settings (epochs 333"),
+    ("config.json", _json("study_member", value=5), "damaged study_member (not a JSON object)"),
+    ("learning_curves.png", _outside, "learning_curves.png leads outside"),
+    ("confusion_matrix.png", _outside, "confusion_matrix.png leads outside"),
+    ("evaluation.json", _outside, "evaluation.json leads outside"),
+    ("learning_curves.png", _sparse(100 * 2**20), "learning_curves.png: 104,857,600 bytes; over the limit of"),
+]
+
+
+def _member_link(table: Path):
+    """The first member's folder (in members.csv) replaced by a link to a folder outside the study."""
+    folder = table.parent
+    with open(table, newline="") as handle:
+        member = folder / next(csv.DictReader(handle))["run_dir"]
+    target = folder.parent / "elsewhere"
+    shutil.move(member, target)
+    member.symlink_to(target, target_is_directory=True)
+
+
+STUDY_CASES = [  # (kind, file, damage, words): the comparison and the sweep of small_results
+    ("compare", "members.csv", _cell("run_dir", "../../elsewhere"), "run_dir '../../elsewhere' is not the name of a"),
+    ("compare", "members.csv", _cell("run_dir", "/etc"), "run_dir '/etc' is not the name of a member's folder"),
+    ("compare", "members.csv", _cell("run_dir", ".."), "run_dir '..' is not the name of a member's folder"),
+    ("compare", "members.csv", _cell("status", "<script>"), "line 2: status '<script>' is not one of 'ok',"),
+    ("compare", "members.csv", _cell("learning_rate", "fast"), "line 2: learning_rate 'fast' is not a number"),
+    ("compare", "members.csv", _cell("seconds", ""), "line 2: seconds '' is not a number"),
+    ("compare", "members.csv", _drop("seconds"), "damaged table (no column seconds)"),
+    ("compare", "members.csv", _member_link, "leads outside"),
+    ("compare", "summary.csv", _cell("run_dir", "../elsewhere"), "run_dir '../elsewhere' is not the name of a"),
+    ("compare", "summary.csv", _cell("edge", "<b>"), "line 2: edge '<b>' is not one of '', 'lowest', 'highest'"),
+    ("compare", "summary.csv", _cell("test_accuracy_mean", "abc"), "line 2: test_accuracy_mean 'abc' is not a number"),
+    ("compare", "summary.csv", _cell("p_value", "small"), "line 2: p_value 'small' is not a number"),
+    ("compare", "summary.csv", _drop("verdict"), "damaged table (no column verdict)"),
+    ("compare", "val_accuracy.png", _outside, "val_accuracy.png leads outside"),
+    ("sweep", "best.csv", _cell("run_dir", "../../elsewhere"), "run_dir '../../elsewhere' is not the name of a"),
+    ("sweep", "best.csv", _cell("failed", "some"), "line 2: failed 'some' is not a number"),
+    ("sweep", "summary.csv", _cell("members", "many"), "line 2: members 'many' is not a number"),
+    ("sweep", "summary.csv", _text("method\n" + "x\n" * 5), "damaged table (no column optimizer"),
+    ("sweep", "heatmap-sgd.png", _outside, "heatmap-sgd.png leads outside"),
+]
+
+
+def test_report_refuses_damaged_files_in_one_line_and_keeps_its_page(small_results, tmp_path, capsys):
+    cases = [("run", *case) for case in RUN_CASES] + STUDY_CASES
+    copies = {}
+    for kind in ("run", "compare", "sweep"):
+        copies[kind] = tmp_path / kind / "folder"  # room beside it for what a case puts outside
+        shutil.copytree(getattr(small_results, kind), copies[kind])
+    for case in cases:
+        kind, name, damage, words = case
+        folder = copies[kind]
+        shutil.copytree(folder, tmp_path / "before", symlinks=True)
+        damage(folder / name)
+        before = _snapshot(folder)
+        code = main(["report", str(folder)])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and err.startswith(f"fmnist: error: {folder}"), (case, err)
+        assert words in err and "Traceback" not in err, (case, err)
+        assert _snapshot(folder) == before, case
+        shutil.rmtree(folder)
+        for stray in folder.parent.iterdir():
+            shutil.rmtree(stray) if stray.is_dir() and not stray.is_symlink() else stray.unlink()
+        (tmp_path / "before").rename(folder)
+    # a table's row limit: a study's history.csv holds members x epochs rows
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(limits, "MAX_TABLE_ROWS", 2)
+        assert main(["report", str(copies["run"])]) == 2
+        assert "history.csv: more than 2 rows; over the limit for a table" in capsys.readouterr().err
+    # handled, not refused: a history of no epoch yet, a method that learned at no rate
+    _text(HEADER)(copies["run"] / "history.csv")
+    (copies["run"] / "metrics.json").unlink()
+    assert main(["report", str(copies["run"])]) == 0
+    assert "<strong>Not finished</strong>: 0 of 3" in (copies["run"] / "report.html").read_text()
+
+
+def test_train_resume_refuses_damaged_run_files_and_rewrites_a_damaged_history(setup, tmp_path, capsys):
+    root, _ = setup
+    run = tmp_path / "A"
+    shutil.copytree(root / "A", run)
+    config = run / "config.json"
+    original = config.read_bytes()
+    cases = [
+        (_json("environment", value=[]), "damaged environment (not a JSON object)"),
+        (_json("run_id", value=5), "damaged run_id (not a JSON string)"),
+        (_json("data", "digests", value=5), "damaged data record"),
+        (_json("data", "digests", value={"train-images-idx3-ubyte.gz": None}), "damaged data record"),
+        (_json("data", value=None), "damaged run configuration (no data record)"),
+        (_json("settings", "verify", value="yes"), "damaged settings (verify yes"),
+        (_json("settings", "data_dir", value=[]), "damaged settings (data_dir []"),
+        (_json("settings", "epochs", value="1"), "damaged settings (epochs 1: must be an integer >= 1)"),
+        (_json("settings", "name", value="../x"), "damaged settings (name '../x'"),
+        (_json("study_member", value="yes"), "damaged study_member (not a JSON object)"),
+        (_json("settings", value=[]), "damaged run configuration (no settings)"),
+    ]
+    for case in cases:
+        damage, words = case
+        damage(config)
+        before = _snapshot(run)
+        code = main(["train", "--resume", str(run), "--epochs", "2", "--quiet"])
+        _one_line(capsys, code, 2, f"{config}: {words}")
+        assert _snapshot(run) == before, case
+        config.write_bytes(original)
+    # history.csv is written again from the checkpoint: a damaged one is repaired, not trusted
+    _cell("loss", "abc")(run / "history.csv")
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--quiet"]) == 0
+    assert [row["epoch"] for row in artifacts.read_history(run / "history.csv")] == [1, 2]
+
+
+def _checkpoint_meta(run: Path, change) -> None:
+    with np.load(run / "checkpoint.npz") as stored:
+        arrays = {key: stored[key] for key in stored.files}
+    meta = json.loads(str(arrays["meta"]))
+    change(meta)
+    arrays["meta"] = np.array(json.dumps(meta))
+    with open(run / "checkpoint.npz", "wb") as handle:
+        np.savez(handle, **arrays)
+
+
+CHECKPOINT_HISTORIES = [  # what checkpoint.load must refuse (artifacts.check_history)
+    (lambda meta: meta.update(history=meta["history"] * 5), "damaged history (5 rows for 1 epoch)"),
+    (lambda meta: meta.update(history=[]), "damaged history (0 rows for 1 epoch)"),
+    (lambda meta: meta.update(history="1"), "damaged history (not a list of rows)"),
+    (lambda meta: meta["history"][0].update(epoch=3), "damaged history (row 1 is epoch 3"),
+    (lambda meta: meta["history"][0].update(loss="low"), "damaged history (epoch 1: loss 'low' is not a number)"),
+    (lambda meta: meta["history"][0].pop("val_loss"), "damaged history (epoch 1: not a row of epoch, loss"),
+    (lambda meta: meta["history"].__setitem__(0, 5), "damaged history (epoch 1: not a row"),
+]
+
+
+def test_checkpoint_histories_are_checked(setup):
+    """artifacts.check_history, the rule a checkpoint's history must follow: epochs 1..N, numbers."""
+    root, _ = setup
+    with np.load(root / "A" / "checkpoint.npz") as stored:
+        meta = json.loads(str(stored["meta"]))
+    assert artifacts.check_history(meta["history"], root, meta["epoch"])[0]["epoch"] == 1
+    for change, words in CHECKPOINT_HISTORIES:
+        damaged = json.loads(json.dumps(meta))
+        change(damaged)
+        with pytest.raises(DataError, match=re.escape(f"{root}: {words}")):
+            artifacts.check_history(damaged["history"], root, damaged["epoch"])
+
+
+def test_train_resume_refuses_a_checkpoint_whose_history_is_not_epochs_1_to_n(setup, tmp_path, capsys):
+    root, _ = setup
+    run = tmp_path / "A"
+    shutil.copytree(root / "A", run)
+    for change, words in CHECKPOINT_HISTORIES:
+        shutil.copy(root / "A" / "checkpoint.npz", run)
+        _checkpoint_meta(run, change)
+        before = _snapshot(run)
+        code = main(["train", "--resume", str(run), "--epochs", "2", "--quiet"])
+        _one_line(capsys, code, 2, f"{run / 'checkpoint.npz'}: {words}")
+        assert _snapshot(run) == before

@@ -46,10 +46,12 @@ def data_command(args) -> int:
 
         if not 1 <= args.per_class <= 50:
             raise UsageError(f"--per-class {args.per_class}: must be between 1 and 50")
-        output = Path(args.output or f"runs/samples-{args.split}.png")
-        if not args.output:
+        output = Path(args.output if args.output is not None else f"runs/samples-{args.split}.png")
+        if output.suffix.lower() != ".png":
+            raise UsageError(f"--output {args.output!r}: give a .png file")
+        if args.output is None:
             output.parent.mkdir(exist_ok=True)  # runs/, where train writes too
-        if output.suffix.lower() != ".png" or not output.parent.is_dir():
+        if not output.parent.is_dir():
             raise UsageError(f"--output {output}: give a .png file in an existing folder")
         writable(output.parent, "--output")  # before the data are read
         dataset = common.load_data(args)

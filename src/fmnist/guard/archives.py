@@ -4,8 +4,13 @@ Keras reads ``config.json`` whole, builds every layer it names (allocating the w
 imply), then reads ``model.weights.h5``. A small file can therefore cost gigabytes three ways: a member
 that inflates (3 GiB of spaces in config.json is a 4 MB zip), a config whose layers are huge (a Dense of
 a billion units), or an HDF5 dataset that claims a huge shape. So, in order, before Keras sees the file:
-the zip's directory (member count and names, from the end record before ``zipfile`` parses anything),
-each member's declared size and compression ratio (``zipfile`` never reads past a declared size), the
+the zip's directory (member count and size, from the end record before ``zipfile`` parses anything; no
+zip64 record), each member's declared size and compression ratio, then every member read whole by
+``safe_files.zip_member``: inflated 1 MiB at a time, never past its declared size, and refused unless its
+stream ends exactly there with the declared checksum. Declared sizes alone bound nothing: ``zipfile``'s
+``read()`` inflates a member's whole stream in one call, so a 2.1 MB archive whose config.json declared
+its true 4.7 kB and went on with 1 GiB of spaces cost 2,061 MB here and 2,337 MB in Keras; it is now
+refused at 31 MB, and a member that passes costs Keras's reads no more than it declares. Then the
 config's graph (only the layers fmnist models are built from, a bounded parameter count, one (28, 28)
 input, a softmax output), and the HDF5 file's datasets (bounded total, nothing stored in other files).
 Every refusal is a ``DataError`` naming the file.
@@ -15,11 +20,10 @@ from __future__ import annotations
 
 import io
 import json
-import zipfile
 from pathlib import Path
 
-from fmnist.errors import DataError
-from fmnist.guard import limits
+from fmnist.errors import DataError, InputError
+from fmnist.guard import limits, safe_files
 
 MEMBERS = ("config.json", "metadata.json", "model.weights.h5")  # what Keras 3 writes for a model without assets
 # The layers fmnist's models are made of, and shape-only ones: each has a weight count known from its
@@ -36,35 +40,18 @@ def check_keras(path: Path) -> None:
     size = path.stat().st_size
     if size > limits.MAX_MODEL_BYTES:
         raise DataError(f"{path}: {size:,} bytes; larger than the limit of {limits.MAX_MODEL_BYTES:,} for a .keras model")
-    _check_directory(path, size)
-    try:
-        with zipfile.ZipFile(path) as archive:
-            infos = archive.infolist()
-            _check_members(path, infos)
-            damaged = archive.testzip()  # bounded now: no member inflates past its checked size
-            if damaged is not None:
-                raise DataError(f"{path}: damaged .keras archive ({damaged} fails its checksum)")
-            config = archive.read("config.json")
-            weights = archive.read("model.weights.h5")
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError) as error:
-        raise DataError(f"{path}: damaged .keras archive ({error})") from None
-    check_config(path, config)
-    _check_weights(path, weights)
-
-
-def _check_directory(path: Path, size: int) -> None:
-    """The zip's end record: how many members and how large a directory ``zipfile`` would parse."""
     with open(path, "rb") as handle:
-        handle.seek(max(0, size - 65_557))  # the record (22 bytes) and at most a 64 kB comment
-        tail = handle.read()
-    at = tail.rfind(b"PK\x05\x06")
-    if at < 0 or len(tail) - at < 22:
-        raise DataError(f"{path}: not a .keras archive (not a zip file; truncated or another format)")
-    entries = int.from_bytes(tail[at + 10: at + 12], "little")
-    directory = int.from_bytes(tail[at + 12: at + 16], "little")
-    if entries > limits.MAX_MODEL_MEMBERS or directory > limits.MAX_MODEL_MEMBERS * 1024:
-        raise DataError(f"{path}: a zip of {entries:,} files ({directory:,}-byte directory); a .keras model holds "
-                        f"{len(MEMBERS)} (limit {limits.MAX_MODEL_MEMBERS})")
+        try:
+            infos = safe_files.open_zip(handle, limits.MAX_MODEL_MEMBERS).infolist()
+        except InputError as problem:
+            raise DataError(f"{path}: not a .keras archive ({problem})") from None
+        _check_members(path, infos)
+        try:  # every member, whole: its checksum, and a stream that ends at its declared size
+            members = {info.filename: safe_files.zip_member(handle, info) for info in infos}
+        except InputError as problem:
+            raise DataError(f"{path}: damaged .keras archive ({problem})") from None
+    check_config(path, members["config.json"])
+    _check_weights(path, members["model.weights.h5"])
 
 
 def _check_members(path: Path, infos: list) -> None:

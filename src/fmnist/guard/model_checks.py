@@ -40,10 +40,21 @@ def check_keras_model(model, path: Path) -> None:
 
 
 def probe(model, path: Path) -> None:
-    """Refuse a model whose outputs for a few images (black, white, noise) are not probability vectors."""
+    """Refuse a model whose outputs for a few images (black, white, noise) are not probability vectors, or
+    that fails on them: for a .keras model this catches finite weights that overflow float32 (±3e38 gives
+    NaN for every image), for an .onnx one also a graph that computes no softmax or fails when run."""
     images = np.stack([np.zeros((28, 28), np.uint8), np.full((28, 28), 255, np.uint8),
                        np.random.default_rng(0).integers(0, 256, (28, 28), dtype=np.uint8)])
-    rows = np.asarray(model.predict(images, batch_size=len(images), verbose=0))
-    if rows.shape != (len(images), 10) or not probability_rows(rows).all():
-        raise DataError(f"{path}: the model's outputs are not probability vectors (finite, 0..1, summing to 1; "
-                        "e.g. no softmax at the end); refused")
+    try:
+        rows = np.asarray(model.predict(images, batch_size=len(images), verbose=0))
+    except Exception as error:  # noqa: BLE001  onnxruntime and XLA raise their own types; name the file instead
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DataError(f"{path}: the model fails on a probe image ({reason}); refused") from None
+    if rows.shape != (len(images), 10):
+        raise DataError(f"{path}: the model gives outputs of shape {rows.shape[1:]} per image; expected (10,) "
+                        "probabilities; refused")
+    if not probability_rows(rows).all():
+        finite = bool(np.isfinite(rows).all())
+        reason = ("finite, 0..1, summing to 1; e.g. no softmax at the end" if finite else
+                  "NaN or infinite values: weights too large for float32?")
+        raise DataError(f"{path}: the model's outputs are not probability vectors ({reason}); refused")

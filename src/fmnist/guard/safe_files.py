@@ -5,8 +5,11 @@
 claims (a sparse file, ``/dev/zero``, ``/proc``), and says why a file cannot be read ("permission
 denied", "not a regular file (FIFO)") instead of raising. ``parse_npy`` and ``gunzip`` turn those bytes
 into arrays only after checking the sizes their headers claim against the bytes really there and the
-cap. ``read_json`` reads the JSON files fmnist wrote itself (run and study folders), naming the file
-when one is damaged. ``writable`` checks an output folder before any work is spent on what goes there.
+cap. ``open_zip`` and ``zip_member`` read zip files (``.keras`` archives, checkpoints) by the same rule:
+the directory's size checked before ``zipfile`` parses it, each member inflated in bounded steps and never
+past its declared size (``check_npz`` reads a checkpoint's arrays that way). ``read_json`` reads the JSON
+files fmnist wrote itself (run and study folders), naming the file when one is damaged. ``writable``
+checks an output folder before any work is spent on what goes there.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ import json
 import math
 import os
 import stat
+import struct
 import tempfile
+import zipfile
 import zlib
 from pathlib import Path
 
@@ -120,18 +125,111 @@ def parse_npy(payload: bytes, cap: int = limits.MAX_ARRAY_BYTES) -> np.ndarray:
     return np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
 
 
-def check_npz(path: Path, cap: int) -> None:
-    """Refuse an ``.npz`` whose members claim more than ``cap`` bytes in all, before NumPy allocates them
-    (a deflated member of zeros inflates a thousandfold). ``DataError`` naming the file."""
-    import zipfile
-
+def open_zip(handle, max_members: int) -> zipfile.ZipFile:
+    """``zipfile``'s view of the zip in ``handle`` (a seekable binary file), opened only once its end record
+    claims at most ``max_members`` members and a directory to match: ``zipfile`` parses the whole directory
+    it is told of, 46 bytes and a ``ZipInfo`` per member. A zip64 end record is refused (``zipfile`` would
+    believe its counts instead, and no file under fmnist's caps needs one). ``InputError`` saying why."""
+    size = handle.seek(0, os.SEEK_END)
+    start = max(0, size - 65_557)  # the end record (22 bytes) and at most a 64 kB comment
+    handle.seek(start)
+    tail = handle.read()
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) - at < 22:
+        raise InputError("not a zip file: truncated or another format")
+    entries = int.from_bytes(tail[at + 10: at + 12], "little")
+    directory = int.from_bytes(tail[at + 12: at + 16], "little")
+    if entries > max_members or directory > max_members * 1024:
+        raise InputError(f"a zip of {entries:,} files and a {directory:,}-byte directory; over the limit of "
+                         f"{max_members:,} files")
+    handle.seek(max(0, start + at - 20))
+    if handle.read(4) == b"PK\x06\x07":  # the zip64 locator, right before the end record
+        raise InputError("a zip64 archive (its counts are not checked); refused")
+    handle.seek(0)
     try:
-        with zipfile.ZipFile(path) as archive:
-            claimed = sum(info.file_size for info in archive.infolist())
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
-        raise DataError(f"{path}: damaged checkpoint ({str(error) or type(error).__name__})") from None
-    if claimed > cap:
-        raise DataError(f"{path}: its arrays claim {claimed:,} bytes; over the limit of {cap:,} for a checkpoint")
+        return zipfile.ZipFile(handle)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError) as error:
+        raise InputError(f"not a readable zip file ({error})") from None
+
+
+def zip_member(handle, info: zipfile.ZipInfo) -> bytes:
+    """One member of the zip in ``handle``, inflated ``limits.ZIP_STEP`` bytes at a time and never past the
+    size the directory declares; ``InputError`` unless the member is exactly what the directory says: stored
+    or deflated, a deflate stream that ends where its declared compressed size does, the declared size and
+    checksum. ``zipfile``'s ``read()`` inflates a member's whole compressed stream in one call before
+    cutting it to the declared size (a 2 MB member declaring 5 kB cost 2 GB); a member that passes here
+    costs any reader, Keras's included, at most its declared size."""
+    name = info.filename
+    if info.flag_bits & 0x1:
+        raise InputError(f"{name} is encrypted")
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise InputError(f"{name} is compressed with method {info.compress_type}; only stored and deflated "
+                         "members are read (zipfile inflates bzip2 and lzma without a bound)")
+    handle.seek(info.header_offset)
+    local = handle.read(30)
+    if len(local) < 30 or local[:4] != b"PK\x03\x04":
+        raise InputError(f"{name}: no member header where the zip's directory says")
+    name_length, extra_length = struct.unpack("<HH", local[26:30])
+    handle.seek(info.header_offset + 30 + name_length + extra_length)
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS) if info.compress_type == zipfile.ZIP_DEFLATED else None
+    left, pending, parts, size, checksum = info.compress_size, b"", [], 0, 0
+    try:
+        while pending or left or (inflater is not None and not inflater.eof):
+            if not pending and left:
+                pending = handle.read(min(limits.ZIP_STEP, left))
+                if not pending:
+                    raise InputError(f"{name} is truncated (the file ends inside it)")
+                left -= len(pending)
+            if inflater is None:
+                piece, pending = pending, b""
+            elif pending:
+                piece = inflater.decompress(pending, limits.ZIP_STEP)  # at most ZIP_STEP bytes out per call
+                pending = inflater.unconsumed_tail
+            else:  # every byte is in: what zlib still holds (a few hundred bytes), and whether the stream ended
+                piece = inflater.flush()
+                if not inflater.eof:
+                    raise InputError(f"{name}: its deflate stream does not end within its declared "
+                                     f"{info.compress_size:,} bytes (truncated or damaged)")
+            if inflater is not None and inflater.eof and (inflater.unused_data or pending or left):
+                raise InputError(f"{name}: its compressed data goes on after its deflate stream ends")
+            size += len(piece)
+            if size > info.file_size:
+                raise InputError(f"{name} {'holds' if inflater is None else 'inflates to'} more than its declared "
+                                 f"{info.file_size:,} bytes; refused")
+            checksum = zlib.crc32(piece, checksum)
+            parts.append(piece)
+    except zlib.error as error:
+        raise InputError(f"{name}: damaged compressed data ({error})") from None
+    if size != info.file_size or checksum != info.CRC:
+        raise InputError(f"{name} fails its checksum ({size:,} of {info.file_size:,} bytes; damaged)")
+    return b"".join(parts)
+
+
+def check_npz(path: Path, cap: int) -> dict[str, np.ndarray]:
+    """The arrays of the ``.npz`` file ``path`` (a checkpoint), read without trusting its headers: the
+    members' declared sizes summed against ``cap`` before anything is inflated (a deflated member of zeros
+    inflates a thousandfold), each member through ``zip_member``, each array's header against the bytes
+    there (``parse_npy``, never unpickled), so nothing is allocated that the file does not hold.
+    ``DataError`` naming the file."""
+    try:
+        with open(path, "rb") as handle:
+            infos = open_zip(handle, limits.MAX_NPZ_MEMBERS).infolist()
+            claimed = sum(info.file_size for info in infos)
+            if claimed > cap:
+                raise DataError(f"{path}: its arrays claim {claimed:,} bytes; over the limit of {cap:,} for a "
+                                "checkpoint")
+            arrays = {}
+            for info in infos:
+                payload = zip_member(handle, info)
+                try:
+                    arrays[info.filename.removesuffix(".npy")] = parse_npy(payload, cap)
+                except InputError as problem:
+                    raise InputError(f"{info.filename}: {problem}") from None
+            return arrays
+    except InputError as problem:
+        raise DataError(f"{path}: damaged checkpoint ({problem})") from None
+    except OSError as error:
+        raise DataError(f"{path}: damaged checkpoint ({reason(error)})") from None
 
 
 def read_json(path: Path, what: str = "file") -> dict:

@@ -34,7 +34,7 @@ from pathlib import Path
 from fmnist.guard.text import printable
 from fmnist.reporting.tables import Status, status_of
 from fmnist.runtime import is_main_process
-from fmnist.store import artifacts
+from fmnist.store import artifacts, runs
 
 EVENTS = "events.out.tfevents.fmnist"  # TensorBoard reads any file whose name contains "tfevents"
 STUDY_RUNS = "tensorboard"  # a study's members: <study>/tensorboard/<member name>/
@@ -199,9 +199,9 @@ def write_run(run_dir: Path) -> None:
     evaluation's pictures. A study member's run folder gets the pictures only: its epochs and HParams
     session are in the study's tensorboard/ folder."""
     run_dir = Path(run_dir)
-    config = artifacts.read_json(run_dir / "config.json")
+    config = runs.read_config(run_dir)  # checked: a damaged file is one line naming it
     history = artifacts.read_history(run_dir / "history.csv") if (run_dir / "history.csv").is_file() else []
-    metrics = artifacts.read_json(run_dir / "metrics.json") if (run_dir / "metrics.json").is_file() else None
+    metrics = runs.read_metrics(run_dir / "metrics.json")
     images = evaluation_images(run_dir)
     if "study_member" in config:
         if images:

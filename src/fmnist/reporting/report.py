@@ -6,14 +6,22 @@ again at any time. The answer comes first: for a run, its test accuracy against 
 study, each method against the baseline, in words and as a table with intervals and p-values. Then
 the figures, per-class results where ``fmnist evaluate`` has run, every epoch or member, and the
 settings and library versions. One self-contained file (htmlpage.py): no script, nothing fetched.
+
+The folder's files are read as data that may have been damaged or edited: each table must have its
+columns with numbers where numbers belong, metrics.json and evaluation.json their fields of their types,
+and every picture embedded must lie inside the folder reported on (a member's ``run_dir`` of
+``../elsewhere`` or a figure linked out of the folder is refused): a DataError naming the file, and
+report.html stays as it was.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
-from fmnist.errors import UsageError
+from fmnist.errors import DataError, UsageError
+from fmnist.guard import limits
 from fmnist.reporting import events, stats, tables
 from fmnist.reporting.html import (
     figure,
@@ -28,6 +36,7 @@ from fmnist.reporting.html import (
 from fmnist.reporting.tables import Status
 from fmnist.runtime import VERSION
 from fmnist.store import artifacts, runs, studies
+from fmnist.store.runs import brief
 
 REPORT = "report.html"
 # The tutorial's own numbers (its published output): epoch 10 of the standardized MLP, and its test set.
@@ -69,24 +78,64 @@ def write_report(folder) -> Path:
     return path
 
 
+# -- what the page reads: tables, metrics and pictures, checked ----------------------------------------
+# The text columns of the tables a study writes; every other column holds a number, and these a number
+# or nothing (a member that is not finished, a method that learned at no rate).
+TEXT_COLUMNS = ("member", "method", "optimizer", "status", "program", "run_dir", "edge", "baseline", "verdict", "why",
+                "per_seed")
+BLANK_COLUMNS = ("diverged_epoch", "best_epoch", "learning_rate", "failed", "baseline_learning_rate")
+WORDS = {"edge": ("", "lowest", "highest"), "status": tuple(status.value for status in Status)}  # what fmnist writes
+
+
+def _table(path: Path, columns) -> list[dict]:
+    """A study's table, checked; [] while it is not written yet."""
+    if not path.is_file():
+        return []
+    rows = artifacts.read_rows(path, columns, text=TEXT_COLUMNS, blank=BLANK_COLUMNS)
+    for line, row in enumerate(rows, 2):
+        for column, words in WORDS.items():
+            if column in columns and row[column] not in words:
+                raise DataError(f"{path}: damaged table (line {line}: {column} {brief(row[column], 40)!r} is not one "
+                                f"of {', '.join(map(repr, words))})")
+    return rows
+
+
+def _inside(root: Path, path: Path, source: Path) -> Path:
+    """``path`` when it lies inside ``root`` once links are followed; DataError naming ``source`` (the
+    file that named it) otherwise: the page embeds nothing from outside the folder it reports on."""
+    resolved, top = Path(os.path.realpath(path)), Path(os.path.realpath(root))
+    if resolved != top and top not in resolved.parents:
+        raise DataError(f"{source}: {path} leads outside {root} (to {resolved}); refusing to embed it")
+    return path
+
+
+def _figure(root: Path, path: Path, alt: str, caption: str = "") -> str:
+    """A figure of the folder (not too large to embed), or a line saying it is missing."""
+    _inside(root, path, path)
+    if path.is_file() and path.stat().st_size > limits.MAX_FILE_BYTES:
+        raise DataError(f"{path}: {path.stat().st_size:,} bytes; over the limit of {limits.MAX_FILE_BYTES:,} for a "
+                        "picture to embed")
+    return figure(path, alt, caption)
+
+
 # -- a run -------------------------------------------------------------------------------------------
 def _run(folder: Path, config: dict) -> tuple[str, str, list[str]]:
     settings = config["settings"]
     history = artifacts.read_history(folder / "history.csv") if (folder / "history.csv").is_file() else []
-    metrics = artifacts.read_json(folder / "metrics.json") if (folder / "metrics.json").is_file() else None
+    metrics = runs.read_metrics(folder / "metrics.json")
     title = f"Run {folder.name}"
     lead = (f"fmnist train · {text(settings['normalization'])} normalization · {text(settings['optimizer'])} at "
             f"learning rate {settings['learning_rate']:g} · batch {settings['batch_size']} · seed {settings['seed']} · "
             f"{len(history)} of {settings['epochs']} epochs")
-    curves = figure(folder / "learning_curves.png", "loss, accuracy, val_loss and val_accuracy per epoch",
-                    "The tutorial's plot: the four history series per epoch, y from 0 to 1.")
+    curves = _figure(folder, folder / "learning_curves.png", "loss, accuracy, val_loss and val_accuracy per epoch",
+                     "The tutorial's plot: the four history series per epoch, y from 0 to 1.")
     epochs = table(history, [("epoch", "epoch", integer), ("loss", "loss"), ("accuracy", "accuracy"),
                              ("val_loss", "val_loss"), ("val_accuracy", "val_accuracy"),
                              ("epoch_seconds", "seconds", lambda value: number(value, 2))], attributes=' id="history"')
     return title, lead, [
         section("answer", "The answer", _run_answer(folder, settings, history, metrics)),
         section("curves", "Learning curves", curves),
-        section("evaluation", "Per class", _evaluation(folder)),
+        section("evaluation", "Per class", _evaluation(folder, folder)),
         section("epochs", "Every epoch", epochs),
         section("settings", "Settings and versions", _settings(settings, config)),
     ]
@@ -119,12 +168,13 @@ def _run_answer(folder: Path, settings: dict, history: list[dict], metrics: dict
     return f'<div class="answer{" bad" if status != Status.OK else ""}">{words}</div>{numbers}'
 
 
-def _evaluation(folder: Path, heading: str = "") -> str:
-    """Per-class scores, confusion matrix and mistakes, or how to get them."""
+def _evaluation(root: Path, folder: Path, heading: str = "") -> str:
+    """Per-class scores, confusion matrix and mistakes, or how to get them (``root``: the folder reported on,
+    which holds ``folder``)."""
     if not (folder / "evaluation.json").is_file():
         return f"<p>Not evaluated yet: <code>fmnist evaluate {text(folder)}</code> adds per-class precision, recall " \
                "and F1, the confusion matrix and the most confident mistakes, here and in TensorBoard.</p>"
-    result = artifacts.read_json(folder / "evaluation.json")
+    result = runs.read_evaluation(_inside(root, folder / "evaluation.json", folder / "evaluation.json"))
     note = "" if events.evaluation_images(folder) or not (folder / "model.keras").is_file() else (
         "<p><strong>Older than the model</strong>: this evaluation was made before the run trained on; run "
         f"<code>fmnist evaluate {text(folder)}</code> again.</p>")
@@ -134,9 +184,10 @@ def _evaluation(folder: Path, heading: str = "") -> str:
                    caption=f"Test loss {result['test_loss']:.4f}, accuracy {result['test_accuracy']:.4f}.",
                    attributes=' class="per-class"')
     return (heading + note + scores
-            + figure(folder / "confusion_matrix.png", "confusion matrix", "Rows: the true class; each row sums to 1.")
+            + _figure(root, folder / "confusion_matrix.png", "confusion matrix",
+                      "Rows: the true class; each row sums to 1.")
             + ("<p>No test image was misclassified.</p>" if result.get("mistakes_shown") == 0 else
-               figure(folder / "mistakes.png", "the most confident mistakes",
+               _figure(root, folder / "mistakes.png", "the most confident mistakes",
                      f"The most confident of the {sum(row['support'] for row in result['per_class']):,} test images "
                      "the model got wrong: true class, predicted class and its probability.")))
 
@@ -156,22 +207,25 @@ def _study(folder: Path, study: dict) -> tuple[str, str, list[str]]:
     lead = (f"fmnist {text(kind)} · {len(settings['methods'])} normalization methods × "
             f"{len(settings['learning_rates'])} learning rate(s) × {len(settings['optimizers'])} optimizer(s) × "
             f"{settings['seeds']} seed(s) · {settings['epochs']} epochs · batch {settings['batch_size']}")
-    members = artifacts.read_rows(folder / "members.csv") if (folder / "members.csv").is_file() else []
+    members = _table(folder / "members.csv", tables.MEMBER_COLUMNS)
+    for row in members:
+        _member_dir(folder, row["run_dir"], folder / "members.csv")
     best = _answer_rows(folder, study)
     if kind == "compare":
-        figures = (figure(folder / "val_accuracy.png", "validation accuracy per epoch, each method across seeds",
-                          "Validation accuracy per epoch: mean over seeds, band from the lowest to the highest seed.")
-                   + figure(folder / "loss.png", "training and validation loss per epoch, each method across seeds",
-                            "Training and validation loss per epoch (cross-entropy)."))
+        figures = (_figure(folder, folder / "val_accuracy.png", "validation accuracy per epoch, each method across "
+                           "seeds", "Validation accuracy per epoch: mean over seeds, band from the lowest to the highest "
+                           "seed.")
+                   + _figure(folder, folder / "loss.png", "training and validation loss per epoch, each method across "
+                             "seeds", "Training and validation loss per epoch (cross-entropy)."))
     else:
-        figures = "".join(figure(folder / f"heatmap-{name}.png", f"{name}: validation accuracy per method and rate",
-                                 f"{name}: mean final validation accuracy per method and learning rate.")
-                          + figure(folder / f"curves-{name}.png", f"{name}: curves at each method's best rate",
-                                   f"{name}: each method at its best learning rate, mean and range across seeds.")
+        figures = "".join(_figure(folder, folder / f"heatmap-{name}.png", f"{name}: validation accuracy per method and "
+                                  "rate", f"{name}: mean final validation accuracy per method and learning rate.")
+                          + _figure(folder, folder / f"curves-{name}.png", f"{name}: curves at each method's best rate",
+                                    f"{name}: each method at its best learning rate, mean and range across seeds.")
                           for name in settings["optimizers"])
     cells = ""
     if kind == "sweep" and (folder / "summary.csv").is_file():
-        summary = [row | _intervals(row) for row in artifacts.read_rows(folder / "summary.csv")]
+        summary = [row | _intervals(row) for row in _table(folder / "summary.csv", tables.SUMMARY_COLUMNS)]
         cells = "<details><summary>Every cell: method × optimizer × learning rate</summary>" + table(
             summary, [("method", "method"), ("optimizer", "optimizer"), ("learning_rate", "learning rate", _rate),
                       ("members", "members", integer), ("ok", "ok", integer), ("stuck", "stuck", integer),
@@ -181,7 +235,8 @@ def _study(folder: Path, study: dict) -> tuple[str, str, list[str]]:
                                    ("val_accuracy", "val_accuracy"), ("best_val_accuracy", "best val_accuracy"),
                                    ("test_accuracy", "test_accuracy"), ("seconds", "seconds", lambda v: number(v, 1)),
                                    ("run_dir", "run folder")], attributes=' id="members"')
-    evaluated = "".join(_evaluation(folder / row["run_dir"], f"<h3>{text(row['run_dir'])}</h3>") for row in members
+    evaluated = "".join(_evaluation(folder, folder / row["run_dir"], f"<h3>{text(row['run_dir'])}</h3>")
+                        for row in members
                         if row.get("run_dir") and (folder / row["run_dir"] / "evaluation.json").is_file())
     return title, lead, [
         section("answer", "The answer", _study_answer(folder, study, best)),
@@ -198,10 +253,22 @@ def _rate(value) -> str:
     return "—" if value == "" else f"{float(value):g}"
 
 
+def _member_dir(folder: Path, run_dir: str, source: Path) -> None:
+    """A table's ``run_dir``: empty, or the plain name of a folder inside the study (``source`` names it)."""
+    if run_dir and (run_dir in (".", "..") or "/" in run_dir or "\\" in run_dir or "\0" in run_dir):
+        raise DataError(f"{source}: run_dir {brief(run_dir, 80)!r} is not the name of a member's folder in {folder}; "
+                        "refusing to embed from it")
+    if run_dir:
+        _inside(folder, folder / run_dir, source)
+
+
 def _answer_rows(folder: Path, study: dict) -> list[dict]:
     """best.csv (a sweep) or summary.csv (a comparison: the same columns); [] before the study ends."""
     path = folder / ("best.csv" if study["kind"] == "sweep" else "summary.csv")
-    return artifacts.read_rows(path) if path.is_file() else []
+    rows = _table(path, tables.BEST_COLUMNS)
+    for row in rows:
+        _member_dir(folder, row["run_dir"], path)
+    return rows
 
 
 def _intervals(row: dict) -> dict:
@@ -225,7 +292,7 @@ def _study_answer(folder: Path, study: dict, best: list[dict]) -> str:
     sentences = []
     for row in best:
         css, words = verdict(row)
-        edge = f", the {row['edge']} tried" if row["edge"] else ""
+        edge = f", the {text(row['edge'])} tried" if row["edge"] else ""
         where = f" ({text(row['optimizer'])}, best rate {_rate(row['learning_rate'])}{edge})" if kind == "sweep" else ""
         measured = row["failed"] not in ("", None) and math.isfinite(float(row["test_accuracy_mean"]))
         failed = (f"; {integer(row['failed'])} of {integer(row['members'])} runs stuck at chance or diverged"

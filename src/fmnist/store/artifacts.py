@@ -1,6 +1,10 @@
-"""Run-folder files, each written to a temporary name and moved into place.
+"""Run-folder files, each written to a temporary name and moved into place; the tables read back.
 
-An interruption therefore leaves either the previous file or the new one, never half of one.
+An interruption therefore leaves either the previous file or the new one, never half of one. A table
+(CSV) is read back bounded (its bytes, its rows, each field: csv's 128 KiB) and checked (the columns
+it must have, a number wherever a number belongs), so an edited or damaged table is one ``DataError``
+naming it instead of a traceback wherever its values are used. A sweep's history.csv, the largest, is
+about 150 bytes per member-epoch: the caps hold 1,000,000 rows (100,000 members of 10 epochs).
 """
 
 from __future__ import annotations
@@ -14,10 +18,12 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from fmnist.errors import DataError, InputError
+from fmnist.guard import limits
+from fmnist.guard.safe_files import read_input, write_error
 from fmnist.guard.safe_files import (
     read_json as read,  # bounded; a damaged file is a DataError naming it
 )
-from fmnist.guard.safe_files import write_error
 
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds")
 
@@ -94,8 +100,9 @@ def write_json(path: Path, payload: dict) -> None:
     write_bytes(path, (json.dumps(_clean(payload), indent=2) + "\n").encode())
 
 
-def read_json(path: Path) -> dict:
-    return read(Path(path))
+def read_json(path: Path, what: str = "file") -> dict:
+    """A JSON object fmnist wrote (``what`` names it in the message when it is damaged)."""
+    return read(Path(path), what)
 
 
 def write_csv(path: Path, rows: list[dict], columns) -> None:
@@ -106,18 +113,86 @@ def write_csv(path: Path, rows: list[dict], columns) -> None:
     write_bytes(path, buffer.getvalue().encode())
 
 
-def read_rows(path: Path) -> list[dict]:
-    """A CSV table fmnist wrote, with numbers as floats (NaN where the file says nan), other fields as text."""
-    def value(field: str):
-        try:
-            return float(field)
-        except ValueError:
-            return field
+def read_rows(path: Path, columns=None, text=(), blank=()) -> list[dict]:
+    """A CSV table fmnist wrote, with numbers as floats (NaN where the file says nan), other fields as text.
 
-    with open(path, newline="") as handle:
-        return [{key: value(field) for key, field in row.items()} for row in csv.DictReader(handle)]
+    ``columns``: the columns it must have; each of them holds a number unless it is in ``text`` (kept as
+    text) or ``blank`` (a number or an empty field). Without ``columns`` any field that reads as a number
+    becomes one. ``DataError`` naming the file when it cannot be read, is too large or breaks these rules.
+    """
+    path = Path(path)
+    try:
+        content = read_input(path, limits.MAX_TABLE_BYTES).decode("utf-8", "surrogateescape")
+    except InputError as problem:
+        raise DataError(f"{path}: table cannot be read ({problem})") from None
+    rows = []
+    try:
+        reader = csv.DictReader(io.StringIO(content, newline=""))
+        header = reader.fieldnames or []
+        missing = [name for name in columns or () if name not in header]
+        if missing:
+            raise DataError(f"{path}: damaged table (no column {', '.join(missing)})")
+        for row in reader:
+            if len(rows) == limits.MAX_TABLE_ROWS:
+                raise DataError(f"{path}: more than {limits.MAX_TABLE_ROWS:,} rows; over the limit for a table")
+            rows.append(_row(path, reader.line_num, row, columns, text, blank))
+    except csv.Error as error:  # a field over csv's limit, a NUL byte, ...
+        raise DataError(f"{path}: damaged table (line {reader.line_num + 1}: {error})") from None
+    return rows
+
+
+def _row(path: Path, line: int, row: dict, columns, text, blank) -> dict:
+    if None in row or None in row.values():  # more fields than the header names, or fewer
+        raise DataError(f"{path}: damaged table (line {line}: not as many fields as the header names)")
+    if columns is None:
+        return {key: _number(field, field) for key, field in row.items()}
+    converted = dict(row)
+    for name in columns:
+        field = row[name]
+        if name in text or name in blank and field == "":
+            continue
+        value = _number(field, None)
+        if value is None:
+            raise DataError(f"{path}: damaged table (line {line}: {name} {field[:40]!r} is not a number)")
+        converted[name] = value
+    return converted
+
+
+def _number(field: str, otherwise):
+    try:
+        return float(field)
+    except ValueError:
+        return otherwise
+
+
+def check_history(history, path: Path, epochs: int | None = None, what: str = "history") -> list[dict]:
+    """Per-epoch rows as fmnist keeps them (a checkpoint's, history.csv's): epochs 1, 2, … in order
+    (``epochs`` of them, when given), each with every column of ``HISTORY_COLUMNS`` a number (None or NaN
+    where an epoch diverged). Returns the rows with ``epoch`` an int and the values floats;
+    ``DataError`` naming ``path`` (and ``what`` in it) otherwise."""
+    if not isinstance(history, list):
+        raise DataError(f"{path}: damaged {what} (not a list of rows)")
+    if epochs is not None and len(history) != epochs:
+        raise DataError(f"{path}: damaged {what} ({len(history)} rows for {epochs} epoch{'s' * (epochs != 1)})")
+    rows = []
+    for number, row in enumerate(history, 1):
+        if not isinstance(row, dict) or set(HISTORY_COLUMNS) - set(row):
+            raise DataError(f"{path}: damaged {what} (epoch {number}: not a row of {', '.join(HISTORY_COLUMNS)})")
+        values = {}
+        for key in HISTORY_COLUMNS:
+            value = row[key]
+            if value is None and key != "epoch":
+                value = math.nan
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise DataError(f"{path}: damaged {what} (epoch {number}: {key} {str(value)[:40]!r} is not a number)")
+            values[key] = float(value)
+        if values["epoch"] != number:
+            raise DataError(f"{path}: damaged {what} (row {number} is epoch {row['epoch']!r}; the epochs must be "
+                            "1, 2, … in order)")
+        rows.append(row | values | {"epoch": number})
+    return rows
 
 
 def read_history(path: Path) -> list[dict]:
-    """history.csv: one row per epoch, ``epoch`` an integer."""
-    return [row | {"epoch": int(row["epoch"])} for row in read_rows(path)]
+    """history.csv: one row per epoch, ``epoch`` an integer, 1, 2, … in order."""
+    return check_history(read_rows(path, HISTORY_COLUMNS), path)

@@ -4,7 +4,10 @@ One ``checkpoint.npz`` in the run folder, written to a temporary name and moved 
 during the write leaves the previous checkpoint whole. It carries its run's id (config.json's
 ``run_id``) and is refused by any other run. No other random state needs saving: the
 shuffle order of epoch e is derived from ``(seed, e)``, and any Keras seed-generator state is a
-non-trainable variable, saved with the rest.
+non-trainable variable, saved with the rest. It is read back by ``guard.safe_files.check_npz``, not
+``np.load``: every member inflated 1 MiB at a time and never past its declared size, every array's header
+checked against the bytes there before anything is allocated (``np.load`` allocated the 1 GiB a
+128-byte header claimed before finding the data missing).
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -65,17 +67,17 @@ def load(run_dir: Path, run_id: str) -> Checkpoint | None:
     if os.path.getsize(path) == 0:
         raise DataError(f"{path}: damaged checkpoint (No data left in file); move it away to restart the run from "
                         "its beginning")
-    check_npz(path, limits.MAX_MODEL_WEIGHTS_BYTES)  # a model's variables and its optimizer's: 3 MB for Adam
+    # Read through guard.safe_files' bounded zip reader, not np.load: each member inflated 1 MiB at a time and
+    # never past its declared size, each array's header checked against its bytes before anything is allocated.
+    stored = check_npz(path, limits.MAX_MODEL_WEIGHTS_BYTES)  # a model's variables and its optimizer's: 3 MB for Adam
     try:
-        with np.load(path, allow_pickle=False) as stored:
-            meta = json.loads(str(stored["meta"]))
-            arrays = {}
-            for group in GROUPS:  # keys are f"{group}_{index}"; "non_trainable_" does not start with "trainable_"
-                count = sum(key.startswith(f"{group}_") for key in stored.files)
-                arrays[group] = [stored[f"{group}_{index}"] for index in range(count)]
-        epoch, history = int(meta["epoch"]), list(meta["history"])
-    # an empty file is an EOFError; a member whose header claims a huge array a MemoryError
-    except (OSError, ValueError, KeyError, TypeError, EOFError, MemoryError, zipfile.BadZipFile) as error:
+        meta = json.loads(str(stored["meta"]))
+        arrays = {}
+        for group in GROUPS:  # keys are f"{group}_{index}"; "non_trainable_" does not start with "trainable_"
+            count = sum(key.startswith(f"{group}_") for key in stored)
+            arrays[group] = [stored[f"{group}_{index}"] for index in range(count)]
+        epoch, history = int(meta["epoch"]), meta["history"]
+    except (ValueError, KeyError, TypeError) as error:
         raise DataError(f"{path}: damaged checkpoint ({str(error).splitlines()[0] if str(error) else type(error).__name__}); "
                         "move it away to restart the run from its beginning") from None
     if meta.get("run_id", "") != run_id:  # runs from before run ids have none on either side
@@ -84,7 +86,8 @@ def load(run_dir: Path, run_id: str) -> Checkpoint | None:
     if "binding" in meta and meta["binding"] != binding(run_dir):
         raise DataError(f"{path}: was written under other settings or data than {Path(run_dir) / 'config.json'} "
                         "records now (was config.json edited?); refusing to resume from it")
-    return Checkpoint(epoch, history, arrays, run_id)
+    # epochs 1..epoch in order, each a row of numbers: a history repeated or cut is refused, not continued
+    return Checkpoint(epoch, artifacts.check_history(history, path, epoch), arrays, run_id)
 
 
 def restore(model, saved: Checkpoint, path: Path) -> None:

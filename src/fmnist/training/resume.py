@@ -5,16 +5,23 @@ A setting named again must equal the recorded one, except ``data_dir`` (the same
 their digests, may have moved), a run's ``epochs`` (it may be raised; the checkpoint decides whether a
 lower one still fits) and a study's ``seeds`` (it may grow: the new seeds' members train as new programs,
 and the recorded ones keep their progress, states and run folders).
+
+Before a study resumes, every file it would continue from is checked (``check_programs``): study.json's
+programs against the grid (each member in the program of its optimizer), each progress.json against the
+members of its program, and the states it names: a damaged or edited file is refused before anything is
+trained or written.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+from pathlib import Path
 
 from fmnist import engines
 from fmnist.config import SweepConfig, TrainConfig
-from fmnist.errors import UsageError
+from fmnist.errors import DataError, UsageError
+from fmnist.store import artifacts, program_files, studies
 from fmnist.store.runs import RESULT_SETTINGS, read_config
 from fmnist.training.grid import StudyMember, members_of, plan_programs
 
@@ -67,6 +74,7 @@ def resumed_programs(folder, recorded: dict, config: SweepConfig, kind: str, mem
     within the program and stay valid."""
     before = recorded_study(recorded)
     check_unchanged(folder, kind, dataclasses.asdict(before), dataclasses.asdict(config), grows=("seeds",))
+    check_programs(folder, recorded, members_of(before, kind))
     if config.seeds == before.seeds:
         return recorded["programs"]
     key = lambda member: (member.optimizer, member.method, member.learning_rate, member.seed)
@@ -77,3 +85,51 @@ def resumed_programs(folder, recorded: dict, config: SweepConfig, kind: str, mem
     fresh = plan_programs(config, [member for member in members if member.index not in known])
     suffix = f"-seeds{before.seed + before.seeds}"  # names of their own: never one of the recorded programs'
     return programs + [program | {"name": program["name"] + suffix} for program in fresh]
+
+
+def check_programs(folder, recorded: dict, grid: list[StudyMember]) -> None:
+    """Refuse a study whose recorded programs or program files cannot be continued: a program holding a
+    member of another optimizer (study.json edited), a progress file recording other members than its
+    program's, or states of its last epoch that are missing, damaged or not finite. ``grid``: the members
+    of study.json's settings (studies.read_study checked that the programs hold each of them once)."""
+    for program in recorded["programs"]:
+        name, cells = program["name"], [grid[index] for index in program["members"]]
+        stray = next((member.name for member in cells if member.optimizer != program["optimizer"]), None)
+        if stray:
+            raise DataError(f"{Path(folder) / studies.STUDY_FILE}: damaged program {name} (it holds {stray}, a "
+                            f"member of another optimizer than its {program['optimizer']})")
+        progress = program_files.read_progress(folder, name)
+        if progress is None:
+            continue
+        wanted = [[member.method, member.learning_rate, member.seed] for member in cells]
+        if "members" in progress and progress["members"] != wanted:
+            raise DataError(f"{program_files.program_dir(folder, name) / 'progress.json'}: records other members "
+                            f"than the program {name} of {studies.STUDY_FILE}; refusing to resume from it")
+        if not progress["done"]:  # it continues from every member's state
+            program_files.read_program_state(folder, name, progress["epoch"])
+            continue
+        # A finished program's states are read again for its kept models, each process's own (the study
+        # removes them when its models are written: a kill in between may leave some processes' only).
+        for path in program_files.program_dir(folder, name).glob(f"state-e{progress['epoch']:04d}-p*.npz"):
+            process = path.stem.rpartition("-p")[2]
+            if process.isdigit():
+                program_files.read_program_state(folder, name, progress["epoch"], process=int(process))
+    _check_kept_folders(folder, recorded, grid)
+
+
+def _check_kept_folders(folder, recorded: dict, grid: list[StudyMember]) -> None:
+    """A study that wrote its kept models (members.csv names their folders) removed its programs' states:
+    a kept folder gone or half-written since cannot be written again from them. Refused now, with what to
+    do, rather than after the other programs ran."""
+    table = Path(folder) / "members.csv"
+    if not table.is_file():
+        return
+    program_of = {grid[index].name: program["name"] for program in recorded["programs"] for index in program["members"]}
+    for row in artifacts.read_rows(table, ("member", "run_dir"), text=("member", "run_dir")):
+        name = row["member"]
+        if not row["run_dir"] or name not in program_of or (Path(folder) / name / "metrics.json").is_file():
+            continue
+        where = program_files.program_dir(folder, program_of[name])
+        if (where / "progress.json").is_file() and not any(where.glob("state-e*.npz")):  # removed: trains again
+            raise DataError(f"{Path(folder) / name}: the kept member {name} is gone or half-written, and its program's "
+                            f"state was removed when the study finished; remove {where} to train its program again")
