@@ -104,6 +104,9 @@ def test_output_dir_in_use_is_refused(tmp_path, tiny_args, capsys):
     assert main(["train", *tiny_args, "--output-dir", str(out)]) == 2
     assert "exists and is not an empty folder" in capsys.readouterr().err
     assert (out / "model.keras").read_bytes() == b"a good model"
+    for command in (["train"], ["compare", "--seeds", "1"], ["sweep", "--seeds", "1"]):  # before the data load:
+        assert main([*command, "--data-dir", str(tmp_path / "no-data"), "--output-dir", str(out)]) == 2  # no data
+        assert f"--output-dir {out}: exists and is not an empty folder" in capsys.readouterr().err, command
 
 
 def test_divergence_exits_1_and_saves_no_model(tmp_path, tiny_args, capsys):

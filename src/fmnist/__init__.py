@@ -19,7 +19,6 @@ import sys as _sys
 from fmnist.runtime import VERSION as __version__  # noqa: F401 (the package's version)
 
 
-
 class _RegisterLayersWithKeras:
     """An import hook: when Keras is imported after fmnist, fmnist's layers are registered with it as soon
     as it has loaded, so that plain ``keras.models.load_model`` reads a saved model that uses them (the

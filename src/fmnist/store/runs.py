@@ -35,13 +35,23 @@ RESULT_SETTINGS = ("seed", "batch_size", "normalization", "learning_rate", "opti
                    "early_stopping", "monitor")
 
 
+def check_new_folder(output_dir: str | os.PathLike) -> Path:
+    """Refuse an ``output_dir`` that exists and is not an empty folder (before any work, and again when it
+    is made)."""
+    folder = Path(output_dir)
+    try:
+        if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+            raise UsageError(f"output_dir {folder}: exists and is not an empty folder; choose another", "output_dir")
+    except OSError as error:
+        raise write_error(f"output_dir {folder}", error, "output_dir") from None
+    return folder
+
+
 def new_folder(output_dir: str | os.PathLike | None, name: str, runs_root: str | os.PathLike = "runs") -> Path:
     """``output_dir`` if given (it must be new or empty), else a new runs/<UTC time>-<name>/."""
     if output_dir is not None:
-        folder = Path(output_dir)
+        folder = check_new_folder(output_dir)
         try:
-            if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
-                raise UsageError(f"output_dir {folder}: exists and is not an empty folder; choose another", "output_dir")
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as error:  # read-only, no such parent, /proc, a name too long, ...
             raise write_error(f"output_dir {folder}", error, "output_dir") from None

@@ -22,7 +22,7 @@ from fmnist.config import SweepConfig
 from fmnist.errors import Interrupted
 from fmnist.reporting import tables
 from fmnist.runtime import any_process, is_main_process, tell_resume
-from fmnist.store import artifacts, studies
+from fmnist.store import artifacts, runs, studies
 from fmnist.training.grid import (
     StudyMember,
     describe_grid,
@@ -59,6 +59,8 @@ def run_study(config: SweepConfig, output_dir=None, *, kind: str = "sweep", resu
     members = members_of(config, kind)
     if resume:  # a refused change of settings costs no data loading
         programs = resumed_programs(output_dir, studies.read_study(output_dir, kind), config, kind, members)
+    if not resume and output_dir is not None:
+        runs.check_new_folder(output_dir)  # a folder in use is said before the data load, not after
     dataset = data.load(config.data_dir, verify=config.verify)
     splits = data.split(dataset, config.valid_size)  # a bad valid_size fails before any folder is made
     if resume:

@@ -77,6 +77,8 @@ def setup_run(config: TrainConfig, output_dir: str | os.PathLike | None = None, 
 
     from fmnist.model import build_model
 
+    if not resume and output_dir is not None:
+        runs.check_new_folder(output_dir)  # a folder in use is said before the data load, not after
     dataset = dataset or data.load(config.data_dir, verify=config.verify)
     splits = data.split(dataset, config.valid_size)
     engine_name = engines.resolve(config.engine, keras.backend.backend())
