@@ -1,6 +1,8 @@
 """`fmnist predict`, safe model loading, `evaluate`'s report and `data show`, on generated files."""
 
+import csv
 import json
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -238,3 +240,20 @@ def test_other_sizes_keep_their_aspect_ratio(tmp_path):
     columns = np.flatnonzero(read.image.max(axis=0) > 100)
     assert len(columns) == pytest.approx(3 * len(rows), abs=3)  # the 60x20 bar stays 3:1 (about 21x7)
     assert read.image[:7].max() == 0 and read.image[-7:].max() == 0  # padded with black, centred
+
+
+def test_a_study_folder_gives_its_best_model(small_results, tmp_path, capsys):
+    """predict and evaluate take a sweep or comparison folder: its best model (highest mean validation
+    accuracy among the kept ones, as best.csv / summary.csv name them), said in one line on stderr."""
+    np.save(tmp_path / "x.npy", np.zeros((2, 28, 28), np.uint8))
+    for folder, table, kind in ((small_results.compare, "summary.csv", "compare"), (small_results.sweep, "best.csv", "sweep")):
+        rows = [row for row in csv.DictReader(open(folder / table)) if row["run_dir"]]
+        best = max(rows, key=lambda row: float(row["val_accuracy_mean"]))
+        assert main(["predict", str(folder), str(tmp_path / "x.npy"), "--format", "json"]) == 0
+        err = capsys.readouterr().err
+        assert err.startswith(f"fmnist: {folder} is a {kind}: using its best model, {best['run_dir']} ({best['method']}")
+    sweep = shutil.copytree(small_results.sweep, tmp_path / "sweep")  # the session's study stays as it is
+    assert main(["evaluate", str(sweep), *small_results.data]) == 0
+    assert capsys.readouterr().err.count("using its best model") == 1
+    assert (sweep / best["run_dir"] / "evaluation.json").is_file()  # the member's folder, as for a run
+    assert not (sweep / "evaluation.json").exists()

@@ -65,11 +65,11 @@ def add_parsers(commands) -> None:
 def evaluate_command(args) -> int:
     from fmnist.guard.safe_files import writable, write_error
     from fmnist.inference.evaluation import evaluate_report, format_per_class
-    from fmnist.inference.load import load_model
+    from fmnist.inference.load import load_model, model_path
 
-    model = load_model(args.model)  # a bad model file is reported before the data are read
-    target = Path(args.model)
-    run_folder = target if target.is_dir() else target.parent
+    path = model_path(args.model)  # a study folder: its best model's run folder gets the evaluation
+    model = load_model(path)  # a bad model file is reported before the data are read
+    run_folder = path.parent
     folder = Path(args.output_dir) if args.output_dir else run_folder
     try:
         folder.mkdir(parents=True, exist_ok=True)

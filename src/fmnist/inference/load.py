@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import sys
 from importlib.metadata import version
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from fmnist.errors import BackendUnavailable, DataError
 from fmnist.guard import archives, limits, safe_files
 from fmnist.guard.model_checks import check_keras_model, probe
 from fmnist.guard.onnx_files import CheckedOnnx, check_onnx, require
+from fmnist.guard.text import printable
+from fmnist.store import studies
 
 
 class OnnxModel:
@@ -90,7 +93,8 @@ def import_keras():
 
 
 def model_path(target: str | Path) -> Path:
-    """A run folder's model.keras, or the .keras / .onnx file itself; a .keras archive is checked here."""
+    """A run folder's model.keras, a study folder's best model (said on stderr), or the .keras / .onnx file
+    itself; a .keras archive is checked here."""
     def missing(error: OSError, what: str) -> DataError:
         return DataError(f"{path}: {what if error.errno == errno.ENOENT else safe_files.reason(error)}")
 
@@ -99,7 +103,11 @@ def model_path(target: str | Path) -> Path:
         info = os.stat(path)
     except OSError as error:  # absent, unreadable folder, ...: said before anything about suffixes
         raise missing(error, "no such model file or run folder") from None
-    if stat.S_ISDIR(info.st_mode):
+    if stat.S_ISDIR(info.st_mode) and (path / studies.STUDY_FILE).is_file():  # a sweep or a comparison
+        run_dir, which = studies.best_model(path)
+        print(f"fmnist: {printable(which)}", file=sys.stderr)
+        path = run_dir / "model.keras"
+    elif stat.S_ISDIR(info.st_mode):
         path = path / "model.keras"
     if path.suffix not in MODEL_SUFFIXES:
         raise DataError(f"{path}: not a .keras file nor an .onnx file (only Keras v3 archives and ONNX models are loaded)")

@@ -268,3 +268,30 @@ def _redo(run_dir: Path, record: dict) -> str:
         return "move the folder away and resume again (its model is rebuilt from its program's state)"
     return (f"move the folder away and remove {where} to train its program again (the program's state was removed "
             "when the study finished)")
+
+
+TABLE_OF_BEST = {"sweep": "best.csv", "compare": "summary.csv"}  # each method's row, with its kept run folder
+
+
+def best_model(folder) -> tuple[Path, str]:
+    """The run folder of a study's best model and a line saying which it is: among the rows of best.csv
+    (a sweep: each method x optimizer at its best rate) or summary.csv (a comparison) whose model was kept,
+    the highest mean validation accuracy (chosen on validation, as the study chooses rates)."""
+    folder = Path(folder)
+    kind = read_study(folder)["kind"]
+    table = folder / TABLE_OF_BEST[kind]
+    if not table.is_file():
+        raise DataError(f"{folder}: a {kind} folder without {table.name} (unfinished?); no best model to use")
+    rows = [row for row in artifacts.read_rows(table, ("method", "val_accuracy_mean", "run_dir"), text=("method", "run_dir"),
+                                             blank=("val_accuracy_mean",))
+            if isinstance(row["run_dir"], str) and row["run_dir"] and isinstance(row["val_accuracy_mean"], float)
+            and (folder / row["run_dir"] / "model.keras").is_file()]
+    rows = [row for row in rows if Path(row["run_dir"]).name == row["run_dir"]]  # a name inside the study only
+    if not rows:
+        raise DataError(f"{folder}: no kept model in its {table.name} (run with --save-models best or all)")
+    best = max(rows, key=lambda row: row["val_accuracy_mean"])
+    rate = best.get("learning_rate")
+    what = ", ".join(str(part) for part in (best["method"], best.get("optimizer"),
+                                            f"lr {rate:g}" if isinstance(rate, float) else None) if part)
+    return folder / best["run_dir"], (f"{folder} is a {kind}: using its best model, {best['run_dir']} ({what}; mean "
+                                      f"val_accuracy {best['val_accuracy_mean']:.4f})")
