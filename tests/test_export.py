@@ -121,6 +121,10 @@ def test_predict_with_onnx_does_not_import_keras(tmp_path):
             % (str(tmp_path / "model.onnx"), str(tmp_path / "x.npy")))
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.stdout.strip().splitlines()[-1] == "0 []", result.stderr
+    # one image where a batch is expected: fmnist's entry points take it, and give one row back
+    model = load_onnx(tmp_path / "model.onnx")
+    assert np.allclose(model.predict(TEST_IMAGES[0]), model.predict(TEST_IMAGES[:1])[0])
+    assert fmnist.predict_probabilities(model, TEST_IMAGES[0]).shape == (10,)
 
 
 def _onnx_model(input_shape=("batch", 28, 28), input_type=TensorProto.UINT8, classes=10, domain="",

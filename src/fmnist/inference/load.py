@@ -51,7 +51,10 @@ class OnnxModel:
         self.images_per_run = max(1, limits.ONNX_RUN_BYTES // max(1, checked.bytes_per_image))
 
     def predict(self, images, batch_size: int | None = None, verbose=0) -> np.ndarray:
+        """``(n, 28, 28)`` -> ``(n, 10)``; one ``(28, 28)`` image -> ``(10,)`` (the file itself takes batches)."""
         images = np.asarray(images).astype(self.input_dtype, copy=False)
+        if images.shape == (28, 28):
+            return self.predict(images[None], batch_size)[0]
         step = min(batch_size or max(1, len(images)), self.images_per_run)
         parts = [self.session.run([self.output.name], {self.input.name: images[start:start + step]})[0]
                  for start in range(0, len(images), step)]
