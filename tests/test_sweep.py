@@ -335,3 +335,21 @@ def test_programs_are_cut_to_what_memory_allows(monkeypatch):
     assert [len(p["members"]) for p in plan_programs(config, members)] == [6, 6, 6, 6]  # at most 4 per CPU device
     assert [len(p["members"]) for p in plan_programs(dataclasses.replace(config, members_per_program=5), members)] \
         == [4, 4, 4] * 2  # at most 5, in even pieces
+
+
+def test_with_no_model_kept_a_finished_programs_states_go_at_once(tmp_path, tiny_args, monkeypatch):
+    """--save-models none: each program's state files are removed when it finishes, not kept to the end
+    (about 1.7 GB for the default grid)."""
+    from fmnist.store import program_files
+
+    finish, seen = program_files.finish_program, []
+
+    def finishing(folder, name, *args):
+        seen.append(sorted(path.parent.name for path in (folder / "programs").glob("*/state-e*.npz")))
+        return finish(folder, name, *args)
+
+    monkeypatch.setattr(program_files, "finish_program", finishing)
+    assert _sweep(tiny_args, tmp_path / "sweep", "--methods", "none,standard", "--learning-rates", "0.1,0.01",
+                  "--optimizers", "sgd", "--seeds", "1", "--members-per-program", "2", "--extend-grid", "0",
+                  "--save-models", "none") == 0
+    assert len(seen) == 2 and seen == [["sgd-1"], ["sgd-2"]]  # only the program finishing now has states

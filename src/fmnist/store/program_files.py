@@ -207,7 +207,8 @@ def _state_file(path: Path, identity: str, binding: str, epoch: int, count: int,
     return positions.tolist(), arrays
 
 
-def remove_program_states(folder: Path, process: int) -> None:
-    """The finished study needs its program states no more (kept models have their own files)."""
-    for stale in (Path(folder) / studies.PROGRAMS).glob(f"*/state-e*-p{process}.npz"):
+def remove_program_states(folder: Path, process: int, name: str = "*") -> None:
+    """Program ``name``'s (default: every program's) states of ``process``, needed no more: the study has
+    finished and kept models have their own files, or no model of the program will be kept."""
+    for stale in (Path(folder) / studies.PROGRAMS).glob(f"{name}/state-e*-p{process}.npz"):
         stale.unlink(missing_ok=True)

@@ -69,6 +69,10 @@ def train_program(program, label, config, folder, members, stats, splits, state,
                               {key: values.tolist() for key, values in test.items()})
     events.write_members(folder, config, members, indices, state.histories, state.tests)
     state.write()
+    if config.save_models == "none":  # no model of it will be kept: its states (1.7 GB for the default grid) go now
+        import jax
+
+        program_files.remove_program_states(folder, jax.process_index(), name)
 
 
 def _epoch_summary(members, indices, metrics, alive_before, alive_after) -> str:
