@@ -38,15 +38,15 @@ class TrainingFailed(FmnistError):
 class Interrupted(FmnistError):
     """Stopped by SIGINT or SIGTERM at a safe point; the checkpoint is kept. Exits 128 + the signal."""
 
-    def __init__(self, signal_number: int, where: str, resume_command: str | None):
+    def __init__(self, signal_number: int, where: str, resume_command: str | None, resumable: bool = True):
         import signal
 
         self.signal_number = signal_number
         self.exit_code = 128 + signal_number  # 130 for SIGINT (Ctrl-C), 143 for SIGTERM
         name = signal.Signals(signal_number).name
-        after = (f"checkpoint kept. Resume with: {resume_command}" if resume_command
-                 else "nothing to resume yet: run the command again")
-        super().__init__(f"stopped by {name} {where}; {after}")
+        after = (f"; checkpoint kept. Resume with: {resume_command}" if resume_command
+                 else "; nothing to resume yet: run the command again" if resumable else "")  # a server: nothing to resume
+        super().__init__(f"stopped by {name} {where}{after}")
 
 
 class BackendUnavailable(FmnistError, ImportError):

@@ -167,7 +167,8 @@ SERVE_DESCRIPTION = """Serve a model over HTTP (Starlette on uvicorn). Routes:
                  the 28x28 image the model received.
   GET /health    status and the model served
   GET /          a page: drop a picture, see what the model saw, the class and the top 3
-Bad input gets a 4xx status with {"error": "..."}. Ctrl-C or SIGTERM stops it (exit 0)."""
+Bad input gets a 4xx status with {"error": "..."}. Ctrl-C or SIGTERM stops it: the requests in flight
+finish, a second signal stops at once; exit 130 or 143 with one line."""
 
 
 def _serve_parser(commands) -> None:
@@ -211,15 +212,14 @@ def export_command(args) -> int:
 
 def serve_command(args) -> int:
     from fmnist.errors import UsageError
-    from fmnist.inference.load import load_model, model_path
+    from fmnist.inference.load import model_path
     from fmnist.serve import ServeConfig
 
     if not math.isfinite(args.max_body_mb):  # round() cannot take NaN or infinity
         raise UsageError(f"--max-body-mb {args.max_body_mb}: must be a finite number of megabytes")
     config = ServeConfig(host=args.host, port=args.port, max_body_bytes=round(args.max_body_mb * 2**20),
                          max_pixels=args.max_pixels, timeout=args.timeout, access_log=args.access_log)
-    path = model_path(args.model)
-    model = load_model(path)
+    path = model_path(args.model)  # a missing or damaged file is said before anything starts
     from fmnist.serve.server import is_loopback, serve
 
     def announce(url: str) -> None:
@@ -227,6 +227,5 @@ def serve_command(args) -> int:
         if not is_loopback(config.host):
             print("fmnist: note: reachable from other machines; there is no authentication and no TLS", flush=True)
 
-    stopped_by = serve(model, path, config, announce)
-    print(f"fmnist: stopped serving ({stopped_by})", flush=True)
-    return 0
+    serve(None, path, config, announce)  # loads the model with the signals already its own; stops by Interrupted
+    return 1  # not reached: serve() returns only by raising

@@ -2,9 +2,19 @@
 
 Uploads go through the same code as ``fmnist predict``: ``read.read_bytes`` (PNG/JPEG, the pixel
 count checked from the header, the dataset's conversion) or ``read.check_pixels`` (raw pixels, the
-``.npy`` rules), and the answer is built by ``predict.results``. Pictures are converted on worker
-threads, at most one per core at once; the model runs on its own thread, on all the images waiting at
-that moment together (up to ``max_batch``), so concurrent requests share model calls instead of queueing.
+``.npy`` rules), and the answer is built by ``predict.results``. Nothing heavier than routing runs on the
+event loop: pictures are converted on worker threads, at most one per core at once; JSON and multipart
+bodies are parsed on a worker thread, one at a time (``json.loads`` holds the interpreter's lock for all
+of its 0.3 s on an 8 MB body, so a second parser in parallel would gain nothing). Parsed on the loop,
+120 such bodies kept ``/health`` waiting 28 to 40 s; now at most 0.65 s. The model runs on its own
+thread, on all the images waiting at that moment together (up to ``max_batch``), so concurrent requests
+share model calls instead of queueing.
+
+``BodyBudget`` bounds the bytes of request bodies held at once: a request that would pass it gets 503 with
+``Retry-After`` before its body is read (190 concurrent 8 MB uploads peaked at 4.5 GB without it, 0.8 GB
+with it). Freed bodies stayed in glibc's heaps (the idle server kept 1.6 GB after that load), so large
+blocks get their own mappings (``map_large_blocks``) and, when the last body held is let go after a
+large load, ``malloc_trim`` hands the rest back (docs/benchmarks.md has the figures).
 """
 
 from __future__ import annotations
@@ -13,15 +23,17 @@ import asyncio
 import collections
 import concurrent.futures
 import contextlib
+import ctypes
+import functools
 import json
 import os
 from pathlib import Path
 
 import anyio
 import numpy as np
+from python_multipart.multipart import FormParser, FormParserError, parse_options_header
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -36,6 +48,9 @@ from fmnist.serve.page import page_and_policy
 
 QUERY = {"invert": read.INVERT_CHOICES, "conversion": ("dataset", "simple"), "pixels": ("0", "1", "false", "true")}
 HEADERS = {"x-content-type-options": "nosniff", "cache-control": "no-store"}
+RETRY_AFTER = 1  # seconds a client refused for load waits: the bodies held are converted within about that
+TRIM_AFTER = 32 * 2**20  # bytes of bodies let go since the last malloc_trim that make the next one worth it
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter (malloc.h)
 
 
 class _Refused(Exception):
@@ -44,6 +59,60 @@ class _Refused(Exception):
     def __init__(self, status: int, message: str, close: bool = False):
         super().__init__(message)
         self.status, self.message, self.close = status, message, close
+
+
+class BodyBudget:
+    """The bytes of request bodies held at once (arriving, parsed, decoded), at most ``limit``.
+
+    A request reserves its declared length (the body limit when it declares none) before its body is
+    read; one is always admitted when nothing is held, so a single body at the size limit gets through."""
+
+    def __init__(self, limit: int):
+        self.limit, self.held, self.let_go = limit, 0, 0
+
+    def admit(self, size: int) -> bool:
+        if self.held and self.held + size > self.limit:
+            return False
+        self.held += size
+        return True
+
+    def release(self, size: int) -> bool:
+        """Let ``size`` bytes go; True when nothing is held any more after a large load (time to trim)."""
+        self.held -= size
+        self.let_go += size
+        if self.held or self.let_go < TRIM_AFTER:
+            return False
+        self.let_go = 0
+        return True
+
+
+@functools.cache
+def _libc():
+    try:
+        libc = ctypes.CDLL(None)
+        return libc if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else None  # glibc only
+    except OSError:
+        return None
+
+
+def map_large_blocks() -> None:
+    """Let glibc give every block of 1 MB or more its own mapping, returned to the system when freed.
+
+    By default glibc raises that threshold to the largest block freed so far (up to 32 MB), so after the
+    first 8 MB body every body came from its heaps and stayed there, fragmented: after 190 uploads of
+    8 MB, each retried until served, the idle server kept 485 MB (356 MB before the load) even after
+    ``malloc_trim``; with the threshold fixed at 1 MB, 390 MB. Smaller blocks (socket reads of 256 kB,
+    Python's objects) keep the heaps. Called once by ``server.serve``, which owns the process."""
+    libc = _libc()
+    if libc is not None:
+        libc.mallopt(M_MMAP_THRESHOLD, 2**20)
+
+
+def give_back_memory() -> None:
+    """Return the free memory of every glibc arena to the system (``malloc_trim(0)``)."""
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 class Batcher:
@@ -74,8 +143,11 @@ class Batcher:
             rows.append(np.asarray(self.model.predict_on_batch(padded))[: len(part)])
         return np.concatenate(rows)
 
-    def warm_up(self) -> None:
+    def warm_up(self, should_stop=lambda: False) -> None:
+        """Compile every batch size now, not on the first requests; ``should_stop`` is asked between sizes."""
         for size in self.sizes():
+            if should_stop():
+                return
             self.run_model(np.zeros((size, 28, 28), np.uint8))
 
     def start(self) -> asyncio.Task:
@@ -118,16 +190,26 @@ class Batcher:
             start += len(batch)
 
 
+def busy(reason: str) -> Response:
+    """503 with ``Retry-After``, closing the connection: the request's body, if any, is left unread."""
+    return JSONResponse({"error": f"busy: {reason}; retry in {RETRY_AFTER} s"}, status_code=503,
+                        headers=HEADERS | {"retry-after": str(RETRY_AFTER), "connection": "close"})
+
+
 def create_app(model, model_file: Path, config: ServeConfig = ServeConfig()) -> Starlette:
-    """The application serving ``model`` (from ``fmnist.load_model``; ``model_file`` names it in /health)."""
+    """The application serving ``model`` (from ``fmnist.load_model``; ``model_file`` names it in /health).
+
+    ``app.state.batcher`` runs the model; ``server.serve`` warms it up before it listens (the first
+    requests would otherwise wait for the compilation of their batch size)."""
     batcher = Batcher(model, config.max_batch)
+    budget = BodyBudget(config.max_held_bytes)
     page, policy = page_and_policy(config.max_body_bytes)
     state = {}
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
-        await asyncio.get_running_loop().run_in_executor(batcher.thread, batcher.warm_up)
         state["conversions"] = anyio.CapacityLimiter(os.cpu_count() or 1)  # CPU-bound: more threads only queue
+        state["parsing"] = anyio.CapacityLimiter(1)  # holds the interpreter's lock: one at a time (docstring)
         task = batcher.start()
         try:
             yield
@@ -146,8 +228,16 @@ def create_app(model, model_file: Path, config: ServeConfig = ServeConfig()) -> 
     async def predict_route(request: Request) -> Response:
         try:
             reading, with_pixels = _options(request)
-            body = await _read_body(request, config)
-            items = await _items(request, body, reading, config, state["conversions"])
+            size = _declared_size(request, config)
+            if not budget.admit(size):
+                return busy(f"{budget.held / 2**20:.0f} MB of request bodies are being received or decoded")
+            try:
+                body = await _read_body(request, config, size)
+                items = await _items(request, body, reading, config, state)
+            finally:
+                body = None  # let go of it before waiting for the model
+                if budget.release(size):  # the load is over: hand its memory back, off the event loop
+                    asyncio.get_running_loop().run_in_executor(None, give_back_memory)
         except _Refused as refused:
             headers = HEADERS | ({"connection": "close"} if refused.close else {})
             return JSONResponse({"error": refused.message}, status_code=refused.status, headers=headers)
@@ -170,6 +260,7 @@ def create_app(model, model_file: Path, config: ServeConfig = ServeConfig()) -> 
               Route("/predict", predict_route, methods=["POST"])]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: error, Exception: error})
     app.router.redirect_slashes = False  # its redirect would be built from the client's Host header: 404 instead
+    app.state.batcher = batcher
     return app
 
 
@@ -185,38 +276,51 @@ def _options(request: Request) -> tuple[read.Reading, bool]:
     return reading, params.get("pixels", "0") in ("1", "true")
 
 
-async def _read_body(request: Request, config: ServeConfig) -> bytes:
-    """The body, refused (413) before it is read when its declared length is too large, or as soon as the
-    bytes received pass the limit; 408 when it takes longer than the timeout to arrive."""
+def _declared_size(request: Request, config: ServeConfig) -> int:
+    """The body's declared length, refused (413) when over the limit; the limit when none is declared."""
     declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise _Refused(400, f"Content-Length {declared!r} is not a number", close=True)
-        if int(declared) > config.max_body_bytes:
-            raise _Refused(413, f"body of {int(declared):,} bytes; the limit is {config.max_body_bytes:,}", close=True)
-    body = bytearray()
+    if declared is None:
+        return config.max_body_bytes
+    if not declared.isdigit():
+        raise _Refused(400, f"Content-Length {declared!r} is not a number", close=True)
+    if int(declared) > config.max_body_bytes:
+        raise _Refused(413, f"body of {int(declared):,} bytes; the limit is {config.max_body_bytes:,}", close=True)
+    return int(declared)
+
+
+async def _read_body(request: Request, config: ServeConfig, size: int) -> bytearray:
+    """The body (``size`` bytes at most, from ``_declared_size``), refused (413) as soon as the bytes received
+    pass the limit; 408 when it takes longer than the timeout to arrive. A declared length is filled in
+    place: no growing buffer, no copy."""
+    body = bytearray(size) if "content-length" in request.headers else bytearray()
+    received = 0
     try:
         with anyio.fail_after(config.timeout):
             async for chunk in request.stream():
-                body += chunk
-                if len(body) > config.max_body_bytes:
+                if received + len(chunk) > config.max_body_bytes:
                     raise _Refused(413, f"body over the limit of {config.max_body_bytes:,} bytes", close=True)
+                body[received: received + len(chunk)] = chunk
+                received += len(chunk)
     except TimeoutError:
         raise _Refused(408, f"body not received within {config.timeout:g} s", close=True) from None
-    if not body:
+    if not received:
         raise _Refused(400, "empty body; send a PNG or JPEG picture, or a JSON array of 28x28 pixels")
-    return bytes(body)
+    del body[received:]  # a body shorter than declared: the client went away (ClientDisconnect before this)
+    return body
 
 
-async def _items(request: Request, body: bytes, reading, config: ServeConfig, limiter) -> list[read.Item]:
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if kind == "application/json":
-        return _json_items(body, config)
+async def _items(request: Request, body: bytearray, reading, config: ServeConfig, limiters) -> list[read.Item]:
+    """The images of a request; every parse and conversion runs on a worker thread (module docstring)."""
+    kind = request.headers.get("content-type", "")
+    media = kind.split(";")[0].strip().lower()
+    if media == "application/json":
+        return await anyio.to_thread.run_sync(_json_items, body, config, limiter=limiters["parsing"])
     name = "upload"
-    if kind == "multipart/form-data":
-        name, body = await _upload(request, body)
+    if media == "multipart/form-data":
+        name, body = await anyio.to_thread.run_sync(_upload, kind, body, limiter=limiters["parsing"])
     try:
-        item = await anyio.to_thread.run_sync(read.read_bytes, body, name, reading, config.max_pixels, limiter=limiter)
+        item = await anyio.to_thread.run_sync(_picture, body, name, reading, config.max_pixels,
+                                              limiter=limiters["conversions"])
     except UnsupportedFormat as error:
         raise _Refused(415, f"{name}: {error}") from None
     except TooLarge as error:
@@ -226,31 +330,52 @@ async def _items(request: Request, body: bytes, reading, config: ServeConfig, li
     return [item]
 
 
-async def _upload(request: Request, body: bytes) -> tuple[str, bytes]:
-    """The one file of a multipart/form-data body (the page's, or ``curl -F file=@picture.png``)."""
-    async def chunks():
-        yield body
+def _picture(body, name: str, reading, max_pixels: int) -> read.Item:
+    return read.read_bytes(bytes(body), name, reading, max_pixels)
 
+
+def _upload(content_type: str, body: bytearray) -> tuple[str, bytearray]:
+    """The one file of a multipart/form-data body (the page's, or ``curl -F file=@picture.png``), parsed by
+    python-multipart (Starlette's parser, whose async interface would keep the work on the event loop)."""
+    boundary = parse_options_header(content_type)[1].get(b"boundary")
+    if not boundary:
+        raise _Refused(400, "bad multipart upload (no boundary in its Content-Type)")
+    files, fields = [], []
+
+    def on_file(file) -> None:
+        files.append(file)
+        if len(files) > 1:
+            raise _Refused(400, "bad multipart upload (more than one file; send one picture per request)")
+
+    def on_field(field) -> None:
+        fields.append(field)
+        if len(fields) > 8:
+            raise _Refused(400, "bad multipart upload (more than 8 fields)")
+
+    config = {"MAX_MEMORY_FILE_SIZE": len(body) + 1, "UPLOAD_ERROR_ON_BAD_CTE": True}  # never a temporary file
     try:
-        form = await MultiPartParser(request.headers, chunks(), max_files=1, max_fields=8, max_part_size=4096).parse()
-    except MultiPartException as error:
-        raise _Refused(400, f"bad multipart upload ({error.message})") from None
-    try:
-        files = [value for _, value in form.multi_items() if not isinstance(value, str)]
-        if not files:
-            raise _Refused(400, "multipart upload without a file; send the picture as a file field (curl -F file=@x.png)")
-        name = Path(files[0].filename or "upload").name[:200] or "upload"
-        return name, await files[0].read()
-    finally:
-        await form.close()  # the parser's spooled temporary files
+        parser = FormParser("multipart/form-data", on_field, on_file, boundary=boundary, config=config)
+        parser.write(body)
+        parser.finalize()
+    except FormParserError as error:
+        raise _Refused(400, f"bad multipart upload ({str(error)[:200]})") from None
+    if not files:
+        raise _Refused(400, "multipart upload without a file; send the picture as a file field (curl -F file=@x.png)")
+    name = Path((files[0].file_name or b"upload").decode("utf-8", "replace")).name[:200] or "upload"
+    payload = bytearray(files[0].file_object.getbuffer())
+    files[0].close()
+    return name, payload
 
 
-def _json_items(body: bytes, config: ServeConfig) -> list[read.Item]:
+def _json_items(body: bytearray, config: ServeConfig) -> list[read.Item]:
     """A JSON array of 28x28 raw pixels (0..255), or N of them, as ``.npy`` arrays are taken."""
     try:
         value = json.loads(body)
     except (ValueError, RecursionError) as error:  # ValueError covers JSONDecodeError and huge integers
         raise _Refused(400, f"not valid JSON ({str(error).splitlines()[0][:200]})") from None
+    if isinstance(value, list) and len(value) > config.max_images and isinstance(value[0], list) \
+            and value[0] and isinstance(value[0][0], list):  # refused before NumPy copies it all
+        raise _Refused(413, f"{len(value)} images in one request; the limit is {config.max_images}")
     try:
         array = np.asarray(value)
     except (ValueError, TypeError, OverflowError):

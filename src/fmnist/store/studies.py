@@ -288,7 +288,7 @@ def best_model(folder) -> tuple[Path, str]:
             and (folder / row["run_dir"] / "model.keras").is_file()]
     rows = [row for row in rows if Path(row["run_dir"]).name == row["run_dir"]]  # a name inside the study only
     if not rows:
-        raise DataError(f"{folder}: no kept model in its {table.name} (run with --save-models best or all)")
+        raise DataError(f"{folder}: no kept model in its {table.name} (it kept none: save_models was none)")
     best = max(rows, key=lambda row: row["val_accuracy_mean"])
     rate = best.get("learning_rate")
     what = ", ".join(str(part) for part in (best["method"], best.get("optimizer"),
