@@ -1,7 +1,13 @@
-"""Fixtures: tiny valid IDX files, written fresh for each test that needs them."""
+"""Fixtures: tiny valid IDX files, written fresh for each test that needs them; what is made once per
+session (the larger tiny data, the tutorial trained on the real data); and the session's JAX
+compilation cache, which every process of the session shares."""
 
+import contextlib
+import dataclasses
 import gzip
+import io
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +16,19 @@ from browser import browser  # noqa: F401  the headless-Chromium fixture (tests/
 from results import small_results  # noqa: F401  a run, a comparison and a sweep on tiny data (tests/results.py)
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
-os.environ.setdefault("FMNIST_COMPILATION_CACHE", "off")  # tests leave nothing in ~/.cache
+# One persistent JAX compilation cache for the whole session, in a fresh temporary folder (removed at
+# exit): this process and every `fmnist` process a test starts (they inherit the environment) reuse the
+# programs compiled once, instead of recompiling them in each of the ~40 processes (2 to 5 s each on 2
+# cores: the sweep of test_sweep_processes.py takes 12.8 s cold, 7.4 s warm). It holds the compiled
+# form of identical programs, so no result changes; being new each session, it leaves nothing in
+# ~/.cache and no test depends on what an earlier session compiled. JAX reads these variables when it
+# is imported, which no module has done yet; fmnist's use_compilation_cache leaves a set
+# JAX_COMPILATION_CACHE_DIR alone.
+COMPILATION_CACHE = tempfile.TemporaryDirectory(prefix="fmnist-jax-cache-")
+os.environ["JAX_COMPILATION_CACHE_DIR"] = COMPILATION_CACHE.name
+os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"  # every program, even the quick ones
+os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
+os.environ["FMNIST_COMPILATION_CACHE"] = "off"  # and should a test drop the folder: still nothing in ~/.cache
 # Two CPU devices, as `fmnist sweep` makes on this 2-core machine: sweeps in the tests shard their
 # members over a real two-device mesh (set before JAX starts, whichever test runs first).
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
@@ -71,6 +89,24 @@ def real_dir():
     return folder
 
 
+@dataclasses.dataclass(frozen=True)
+class TutorialRun:
+    folder: Path  # read it; copy it (shutil.copytree) before changing anything in it
+    printed: str  # what `fmnist train` printed on stdout
+
+
+@pytest.fixture(scope="session")
+def tutorial_run(tmp_path_factory, real_dir) -> TutorialRun:
+    """The tutorial trained once per session on the real data, as `fmnist train --output-dir DIR` runs it
+    (ten epochs, seed 0: about 10 s here), for every test that checks what that run wrote."""
+    from fmnist.cli import main
+
+    folder = tmp_path_factory.mktemp("tutorial") / "run"
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        assert main(["train", "--output-dir", str(folder)]) == 0
+    return TutorialRun(folder, printed.getvalue())
+
+
 @pytest.fixture(scope="session")
 def mid_dir(tmp_path_factory):
     """Tiny data with enough steps per epoch (3000 images, batch 8) that kills land inside epochs."""
@@ -78,12 +114,6 @@ def mid_dir(tmp_path_factory):
     write_idx(folder, "train", *tiny_images(3000, seed=1))
     write_idx(folder, "t10k", *tiny_images(200, seed=2))
     return folder
-
-
-@pytest.fixture(scope="session")
-def cache(tmp_path_factory):
-    """A compilation cache shared by the subprocesses, so each starts faster (results do not change)."""
-    return tmp_path_factory.mktemp("cache")
 
 
 def sample_images(count: int) -> np.ndarray:

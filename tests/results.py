@@ -63,7 +63,7 @@ def assert_events_match_history(folder: Path, history: list[dict], learning_rate
 def assert_study_events_match_history(folder: Path) -> None:
     """Every member of a study folder: its event file holds its rows of history.csv, each epoch once."""
     from fmnist.reporting.events import STUDY_RUNS
-    from fmnist.reporting.report import read_rows
+    from fmnist.store.artifacts import read_rows
 
     history = read_rows(folder / "history.csv")
     for member in read_rows(folder / "members.csv"):

@@ -24,12 +24,6 @@ def _command(mid_dir, *options):
             "--valid-size", "200", "--batch-size", "8", "--quiet", *options]
 
 
-def _env(cache):
-    env = dict(os.environ, XDG_CACHE_HOME=str(cache))
-    env.pop("FMNIST_COMPILATION_CACHE", None)
-    return env
-
-
 def _weights(run_dir):
     with np.load(run_dir / "checkpoint.npz") as stored:
         checkpoint = {key: stored[key] for key in stored.files if key != "meta"}
@@ -57,8 +51,10 @@ def _assert_same_run(run_dir, reference):
     assert_events_match_history(run_dir, read_history(run_dir / "history.csv"), 0.01)  # each epoch once
 
 
-def _wait_for_change(path, since, deadline):
-    while time.monotonic() < deadline:
+def _wait_for_change(path, since, deadline, child=None):
+    """Whether ``path`` changed before ``deadline``; False as soon as ``child`` has exited (a resumed
+    process past its last checkpoint writes none: waiting on would only wait out the deadline)."""
+    while time.monotonic() < deadline and (child is None or child.poll() is None):
         if path.exists() and path.stat().st_mtime_ns != since:
             return True
         time.sleep(0.005)
@@ -67,21 +63,20 @@ def _wait_for_change(path, since, deadline):
 
 @pytest.mark.processes
 @pytest.mark.parametrize("engine", ["fused", "keras"])
-def test_sigkill_at_random_moments_then_resume_equals_uninterrupted(tmp_path, mid_dir, cache, engine):
-    env = _env(cache)
+def test_sigkill_at_random_moments_then_resume_equals_uninterrupted(tmp_path, mid_dir, engine):
     reference = tmp_path / "reference"
     subprocess.run(_command(mid_dir, "--epochs", "4", "--engine", engine, "--output-dir", str(reference)),
-                   env=env, check=True, capture_output=True)
+                   check=True, capture_output=True)
     run_dir = tmp_path / "killed"
     rng = random.Random(engine)
     kills, command = 0, _command(mid_dir, "--epochs", "4", "--engine", engine, "--output-dir", str(run_dir))
     for attempt in range(4):
-        child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         # first kill: somewhere in start-up or epoch 1; then: just after a checkpoint, inside the next epoch
         # or while a checkpoint, history or final artifact is being written
         watched = run_dir / ("config.json" if attempt == 0 else "checkpoint.npz")
         since = watched.stat().st_mtime_ns if watched.exists() else None
-        if _wait_for_change(watched, since, time.monotonic() + 60):
+        if _wait_for_change(watched, since, time.monotonic() + 60, child):
             time.sleep(rng.uniform(0, 0.1))
         if child.poll() is None:
             child.send_signal(signal.SIGKILL)
@@ -91,16 +86,16 @@ def test_sigkill_at_random_moments_then_resume_equals_uninterrupted(tmp_path, mi
         if (run_dir / "metrics.json").exists():
             break
     if not (run_dir / "metrics.json").exists():
-        subprocess.run(command, env=env, check=True, capture_output=True)
+        subprocess.run(command, check=True, capture_output=True)
     assert kills >= 2
     _assert_same_run(run_dir, reference)
 
 
 @pytest.mark.processes
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_sigterm_and_ctrl_c_stop_after_the_epoch_and_resume(tmp_path, mid_dir, cache, sig, code):
+def test_sigterm_and_ctrl_c_stop_after_the_epoch_and_resume(tmp_path, mid_dir, sig, code):
     run_dir = tmp_path / "run"
-    child = subprocess.Popen(_command(mid_dir, "--epochs", "200", "--output-dir", str(run_dir)), env=_env(cache),
+    child = subprocess.Popen(_command(mid_dir, "--epochs", "200", "--output-dir", str(run_dir)),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert _wait_for_change(run_dir / "checkpoint.npz", None, time.monotonic() + 60)
     child.send_signal(sig)
@@ -147,13 +142,13 @@ def test_resume_refuses_changes_that_alter_the_result(tmp_path, tiny_args, tiny_
 
 
 @pytest.mark.processes
-def test_fresh_processes_and_cpu_counts_reproduce_bit_for_bit(tmp_path, mid_dir, cache):
+def test_fresh_processes_and_cpu_counts_reproduce_bit_for_bit(tmp_path, mid_dir):
     first, second, one_cpu = tmp_path / "a", tmp_path / "b", tmp_path / "c"
     options = ["--epochs", "2", "--batch-size", "32"]
-    subprocess.run(_command(mid_dir, *options, "--output-dir", str(first)), env=_env(cache), check=True)
-    subprocess.run(_command(mid_dir, *options, "--output-dir", str(second)), env=_env(cache), check=True)
+    subprocess.run(_command(mid_dir, *options, "--output-dir", str(first)), check=True)
+    subprocess.run(_command(mid_dir, *options, "--output-dir", str(second)), check=True)
     _assert_same_run(second, first)
     if shutil.which("taskset") and len(os.sched_getaffinity(0)) > 1:
         subprocess.run(["taskset", "-c", "0", *_command(mid_dir, *options, "--output-dir", str(one_cpu))],
-                       env=_env(cache), check=True)
+                       check=True)
         _assert_same_run(one_cpu, first)

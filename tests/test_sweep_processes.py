@@ -26,11 +26,9 @@ def _command(data_dir, *options):
             "--valid-size", "200", "--batch-size", "8", *options]
 
 
-def _env(cache, devices=2, **extra):
-    env = dict(os.environ, XDG_CACHE_HOME=str(cache), XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
-               **extra)
-    env.pop("FMNIST_COMPILATION_CACHE", None)
-    return env
+def _env(devices=2):
+    """This environment (with the session's compilation cache, conftest.py) on ``devices`` CPU devices."""
+    return dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
 
 
 def _table(folder, name):
@@ -57,20 +55,20 @@ def _assert_same_study(folder, reference):
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, mid_dir, cache):
+def reference(tmp_path_factory, mid_dir):
     """The sweep uninterrupted, in one process with two devices."""
     folder = tmp_path_factory.mktemp("reference") / "sweep"
-    subprocess.run(_command(mid_dir, *GRID, "--epochs", "2", "--output-dir", str(folder)), env=_env(cache),
+    subprocess.run(_command(mid_dir, *GRID, "--epochs", "2", "--output-dir", str(folder)), env=_env(),
                    check=True, capture_output=True)
     return folder
 
 
-def test_one_and_two_devices_train_the_same_members(tmp_path, mid_dir, cache, reference):
+def test_one_and_two_devices_train_the_same_members(tmp_path, mid_dir, reference):
     """Across device counts XLA may pick other kernels, so the last bits may differ (at the tutorial's
     rate they stay within 1e-5 here; at rates where training is chaotic they grow): the same members,
     settings and statuses exactly, and the numbers within 1e-4."""
     one = tmp_path / "one"
-    subprocess.run(_command(mid_dir, *GRID, "--epochs", "2", "--output-dir", str(one)), env=_env(cache, devices=1),
+    subprocess.run(_command(mid_dir, *GRID, "--epochs", "2", "--output-dir", str(one)), env=_env(devices=1),
                    check=True, capture_output=True)
     exact = ("member", "method", "optimizer", "learning_rate", "seed", "status", "diverged_epoch", "epochs", "run_dir")
     for ours, theirs in zip(_table(one, "members.csv"), _table(reference, "members.csv")):
@@ -86,13 +84,13 @@ def _free_port():
         return probe.getsockname()[1]
 
 
-def test_two_processes_on_loopback_equal_one_process(tmp_path, mid_dir, cache, reference):
+def test_two_processes_on_loopback_equal_one_process(tmp_path, mid_dir, reference):
     folder = tmp_path / "joined"
     address = f"127.0.0.1:{_free_port()}"
     children = [
         subprocess.Popen(_command(mid_dir, *GRID, "--epochs", "2", "--output-dir", str(folder),
                                   "--coordinator-address", address, "--num-processes", "2", "--process-id", str(index)),
-                         env=_env(cache, devices=1), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         env=_env(devices=1), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for index in (0, 1)
     ]
     outputs = [child.communicate(timeout=600) for child in children]
@@ -111,13 +109,13 @@ def _wait_for_change(path, since, deadline, child=None):
     return False
 
 
-def test_sigkill_at_random_moments_then_resume_equals_uninterrupted(tmp_path, mid_dir, cache, reference):
+def test_sigkill_at_random_moments_then_resume_equals_uninterrupted(tmp_path, mid_dir, reference):
     folder = tmp_path / "killed"
     rng = random.Random(9)
     command = _command(mid_dir, *GRID, "--epochs", "2", "--output-dir", str(folder))
     kills = 0
     for attempt in range(5):
-        child = subprocess.Popen(command, env=_env(cache), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        child = subprocess.Popen(command, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         # first kill: during start-up or the first epoch; then just after a program checkpoint: inside the
         # next epoch, or while state, progress, tables or the kept models are being written
         watched = folder / ("study.json" if attempt == 0 else "members.csv")
@@ -133,15 +131,15 @@ def test_sigkill_at_random_moments_then_resume_equals_uninterrupted(tmp_path, mi
         if child.returncode == 0:
             break
     else:
-        subprocess.run(command, env=_env(cache), check=True, capture_output=True)
+        subprocess.run(command, env=_env(), check=True, capture_output=True)
     assert kills >= 3
     _assert_same_study(folder, reference)
 
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_sigterm_and_ctrl_c_stop_after_the_epoch_and_resume(tmp_path, mid_dir, cache, reference, sig, code):
+def test_sigterm_and_ctrl_c_stop_after_the_epoch_and_resume(tmp_path, mid_dir, reference, sig, code):
     folder = tmp_path / "stopped"
-    child = subprocess.Popen(_command(mid_dir, *GRID, "--epochs", "2", "--output-dir", str(folder)), env=_env(cache),
+    child = subprocess.Popen(_command(mid_dir, *GRID, "--epochs", "2", "--output-dir", str(folder)), env=_env(),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert _wait_for_change(folder / "members.csv", None, time.monotonic() + 120, child)  # after the first checkpoint
     child.send_signal(sig)
@@ -149,5 +147,5 @@ def test_sigterm_and_ctrl_c_stop_after_the_epoch_and_resume(tmp_path, mid_dir, c
     assert child.returncode == code, err[-2000:]
     assert f"Resume with: fmnist sweep --resume {folder}" in err and "Traceback" not in err
     assert not (folder / "best.csv").exists()
-    subprocess.run(_command(mid_dir, "--resume", str(folder)), env=_env(cache), check=True, capture_output=True)
+    subprocess.run(_command(mid_dir, "--resume", str(folder)), env=_env(), check=True, capture_output=True)
     _assert_same_study(folder, reference)
