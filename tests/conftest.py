@@ -124,3 +124,32 @@ def sample_images(count: int) -> np.ndarray:
 
         return data.load(folder).x_test[:count]
     return tiny_images(count, seed=5)[0]
+
+
+NOBODY = 65534
+
+
+@contextlib.contextmanager
+def as_nobody():
+    """Permissions as an ordinary user sees them: root reads a chmod-000 file (and so would the test)."""
+    if os.geteuid() != 0:
+        yield
+        return
+    os.setegid(NOBODY)
+    os.seteuid(NOBODY)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+
+
+LAYERS = Path(__file__).resolve().parent  # tests/<layer>/test_*.py mirrors src/fmnist/<layer>/
+
+
+def pytest_collection_modifyitems(items):
+    """Each test is marked with its folder, the layer it tests: ``pytest -m serve`` runs that layer."""
+    for item in items:
+        folder = Path(str(item.fspath)).resolve().parent
+        if folder.parent == LAYERS:
+            item.add_marker(folder.name)

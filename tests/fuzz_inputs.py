@@ -6,7 +6,7 @@ then ``predict.predict``), and every mutated ``.keras`` file (its bytes, or its 
 against the streams), ``.onnx`` graph (operators, shapes, attributes, initializers, side branches that
 make large tensors or loop) and ``checkpoint.npz`` (its zip headers) as a loaded model (checkpoint) or a
 ``DataError``: anything else is a crash. It also feeds a few decompression bombs once. Run by
-tests/test_fuzz.py for a few seconds; run longer by hand for docs/benchmarks.md:
+tests/guard/test_fuzz.py for a few seconds; run longer by hand for docs/benchmarks.md:
 
     .venv/bin/python tests/fuzz_inputs.py --seconds 600 --seed 1
 

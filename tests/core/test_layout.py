@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "src" / "fmnist"
+PACKAGE = Path(__file__).resolve().parents[2] / "src" / "fmnist"
 # Bottom to top: each room (a top-level module or a folder) imports only from rooms before it.
 LAYERS = ("errors", "guard", "runtime", "layers", "normalization", "config", "data", "model", "engines", "store",
           "reporting", "inputs", "inference", "training", "serve", "cli", "__main__", "__init__")

@@ -15,7 +15,7 @@ PEAK_MB = 500  # a 40-megapixel RGBA bomb decoded costs about 320 MB; without it
 
 
 def test_fuzzed_inputs_end_as_rows_in_bounded_memory():
-    script = Path(__file__).with_name("fuzz_inputs.py")
+    script = Path(__file__).resolve().parents[1] / "fuzz_inputs.py"
     command = [sys.executable, str(script), "--inputs", "800", "--seconds", "20", "--seed", "0", "--one-bomb"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=180,
                             env=dict(os.environ, FMNIST_COMPILATION_CACHE="off"))

@@ -35,7 +35,7 @@ from fmnist.model import build_model
 from fmnist.serve import ServeConfig
 from fmnist.serve.app import Batcher
 
-EXAMPLES = Path(__file__).parent.parent / "docs" / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
 PICTURES = sorted(p for p in EXAMPLES.iterdir() if p.suffix in (".png", ".jpg"))
 TIMEOUT = 2.0  # the served process's --timeout, short so that the slow-client tests are quick
 STOPPED = "fmnist: error: stopped by {} {}\n"  # stderr, all of it

@@ -21,8 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import tiny_images, write_idx
-from test_hostile_inputs import as_nobody
+from conftest import as_nobody, tiny_images, write_idx
 
 from fmnist import data
 from fmnist.cli import main

@@ -2,7 +2,6 @@
 row, a bad one an error row saying why, the others are still predicted; nothing is allocated from a
 header's word; names are printed escaped; nothing but the summary reaches stderr."""
 
-import contextlib
 import io
 import json
 import os
@@ -14,15 +13,13 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from conftest import tiny_images, write_idx
+from conftest import as_nobody, tiny_images, write_idx
 from fuzz_inputs import flat_png, interlaced_png, png_chunk
 from PIL import Image
 
 from fmnist import normalization
 from fmnist.cli import main
 from fmnist.model import build_model
-
-NOBODY = 65534
 
 
 @pytest.fixture(scope="module")
@@ -37,21 +34,6 @@ def world():
     np.save(folder / "good.npy", images[:2])
     yield folder
     shutil.rmtree(folder, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def as_nobody():
-    """Permissions as an ordinary user sees them: root reads a chmod-000 file (and so would the test)."""
-    if os.geteuid() != 0:
-        yield
-        return
-    os.setegid(NOBODY)
-    os.seteuid(NOBODY)
-    try:
-        yield
-    finally:
-        os.seteuid(0)
-        os.setegid(0)
 
 
 def _rows(world, inputs, capsys, *options):

@@ -35,7 +35,7 @@ from conftest import tiny_images
 from fmnist import CLASS_NAMES, normalization
 from fmnist.model import build_model
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 DOCUMENTS = [README, *sorted((ROOT / "docs").glob("*.md"))]
 RESULTS = ROOT / "docs" / "results.md"  # its blocks are hours of training: each must be listed in SKIPPED
@@ -45,15 +45,15 @@ SKIPPED = {  # a block's first command: why the test does not run it
     "make run": "installs, fetches the data and trains (the commands it runs are run below); "
                 "make test would run this suite inside itself; CI runs make test",
     "$ fmnist compare --methods none,rescale,standard,per-pixel --seeds 3 --epochs 10 --output-dir runs/compare-readme":
-        "12 ten-epoch runs, about 2.5 minutes on 2 cores; tests/test_compare.py runs compare on tiny data",
+        "12 ten-epoch runs, about 2.5 minutes on 2 cores; tests/training/test_compare.py runs compare on tiny data",
     "$ fmnist sweep --output-dir runs/sweep":
-        "990 members, an hour on 2 cores; tests/test_sweep.py and tests/test_sweep_processes.py run sweeps on tiny data",
+        "990 members, an hour on 2 cores; tests/training/test_sweep.py and tests/training/test_sweep_processes.py run sweeps on tiny data",
     "fmnist sweep --methods none,rescale,standard --learning-rates 0.1,0.01,0.001 --optimizers sgd --seeds 2 --epochs 2":
-        "the same command runs on the real data in tests/test_integration.py (test_the_sweep_of_the_issue_on_the_real_data)",
+        "the same command runs on the real data in tests/training/test_integration.py (test_the_sweep_of_the_issue_on_the_real_data)",
     "fmnist sweep --output-dir /shared/runs/study --coordinator-address hostA:12355 --num-processes 2 --process-id 0":
-        "needs two hosts and a shared folder; tests/test_sweep_processes.py joins two local processes the same way",
+        "needs two hosts and a shared folder; tests/training/test_sweep_processes.py joins two local processes the same way",
     ".venv/bin/tensorboard --logdir runs":
-        "a server that runs until Ctrl-C; tests/test_tensorboard.py starts TensorBoard on 127.0.0.1, reads "
+        "a server that runs until Ctrl-C; tests/reporting/test_tensorboard.py starts TensorBoard on 127.0.0.1, reads "
         "its scalars and HParams over HTTP and stops it",
     ".venv/bin/python -m pytest -m \"not integration and not processes\"":
         "the test suite itself and the benchmarks (minutes); CI runs make test",
@@ -62,7 +62,7 @@ SKIPPED = {  # a block's first command: why the test does not run it
     ".venv/bin/python benchmarks/picture_robustness.py /tmp/pictures-tutorial": BENCHMARK,
     "make bench-serve RUN=runs/tutorial": BENCHMARK,
     ".venv/bin/python tests/fuzz_inputs.py --seconds 900 --seed 1 --keras-load":
-        "15 minutes of fuzzing; tests/test_fuzz.py runs the same fuzzer for 800 inputs",
+        "15 minutes of fuzzing; tests/guard/test_fuzz.py runs the same fuzzer for 800 inputs",
 }
 TUTORIAL = "fmnist train --output-dir runs/tutorial --quiet"  # the model most examples use
 REUSED = {TUTORIAL: "runs/tutorial"}  # a command trained once per session: the folder it writes

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from test_data import DAMAGES
+from damaged_data import DAMAGES
 
 from fmnist.cli import main
 

@@ -143,7 +143,7 @@ def test_read_images_turns_pictures_into_model_inputs(run_dir, tmp_path):
     from fmnist.errors import InputError
     from fmnist.inputs.read import read_inputs
 
-    examples = Path(__file__).resolve().parent.parent / "docs" / "examples"
+    examples = Path(__file__).resolve().parents[2] / "docs" / "examples"
     paths = [examples / "trousers.npy", examples / "sneaker.png", examples / "tshirt-on-beige.jpg"]
     images = fmnist.read_images(paths)
     expected = [item.image for item in read_inputs([str(path) for path in paths])]
