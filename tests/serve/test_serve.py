@@ -198,6 +198,7 @@ def _bad_requests(tmp_path) -> dict:
     json_type = {"content-type": "application/json"}
     return {  # name: (path, body, headers, method, status, words in the error)
         "text": ("/predict", b"hello, I am not a picture", {}, None, 415, "not PNG or JPEG"),
+        "json without its type": ("/predict", b"[[0, 1]]", {}, None, 415, "needs the header Content-Type: application/json"),
         "gif": ("/predict", (tmp_path / "x.gif").read_bytes(), {}, None, 415, "unsupported format (GIF)"),
         "truncated png": ("/predict", png[:300], {}, None, 422, "damaged PNG"),
         "bomb": ("/predict", _png_header(50_000, 50_000), {}, None, 413, "decompression bomb"),

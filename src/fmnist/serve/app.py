@@ -322,7 +322,9 @@ async def _items(request: Request, body: bytearray, reading, config: ServeConfig
         item = await anyio.to_thread.run_sync(_picture, body, name, reading, config.max_pixels,
                                               limiter=limiters["conversions"])
     except UnsupportedFormat as error:
-        raise _Refused(415, f"{name}: {error}") from None
+        looks_json = bytes(body[:64]).lstrip()[:1] in (b"[", b"{") and media != "multipart/form-data"
+        hint = "; a JSON array of pixels needs the header Content-Type: application/json" if looks_json else ""
+        raise _Refused(415, f"{name}: {error}{hint}") from None
     except TooLarge as error:
         raise _Refused(413, f"{name}: {error}") from None
     except InputError as error:
