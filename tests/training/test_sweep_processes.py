@@ -102,11 +102,21 @@ def test_two_processes_on_loopback_equal_one_process(tmp_path, mid_dir, referenc
 
 
 def _wait_for_change(path, since, deadline, child=None):
+    """Until ``path`` (a file, or a callable giving a stamp) changes from ``since``, the child exits or the
+    deadline passes; whether it changed."""
+    stamp = path if callable(path) else lambda: path.stat().st_mtime_ns if path.exists() else None
     while time.monotonic() < deadline and (child is None or child.poll() is None):
-        if path.exists() and path.stat().st_mtime_ns != since:
+        now = stamp()
+        if now is not None and now != since:
             return True
         time.sleep(0.005)
     return False
+
+
+def _checkpoints(folder):
+    """The programs' progress files and when each was last written: a new program checkpoint changes it."""
+    found = sorted((path.parent.name, path.stat().st_mtime_ns) for path in folder.glob("programs/*/progress.json"))
+    return tuple(found) or None
 
 
 def test_sigkill_at_random_moments_then_resume_equals_uninterrupted(tmp_path, mid_dir, reference):
@@ -118,8 +128,8 @@ def test_sigkill_at_random_moments_then_resume_equals_uninterrupted(tmp_path, mi
         child = subprocess.Popen(command, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         # first kill: during start-up or the first epoch; then just after a program checkpoint: inside the
         # next epoch, or while state, progress, tables or the kept models are being written
-        watched = folder / ("study.json" if attempt == 0 else "members.csv")
-        since = watched.stat().st_mtime_ns if watched.exists() else None
+        watched = folder / "study.json" if attempt == 0 else (lambda: _checkpoints(folder))
+        since = (watched.stat().st_mtime_ns if watched.exists() else None) if attempt == 0 else _checkpoints(folder)
         if _wait_for_change(watched, since, time.monotonic() + 120, child):
             time.sleep(rng.uniform(0, 0.3))
         if child.poll() is None:
