@@ -13,7 +13,7 @@ share model calls instead of queueing.
 ``BodyBudget`` bounds the bytes of request bodies held at once: a request that would pass it gets 503 with
 ``Retry-After`` before its body is read (190 concurrent 8 MB uploads peaked at 4.5 GB without it, 0.8 GB
 with it). Freed bodies stayed in glibc's heaps (the idle server kept 1.6 GB after that load), so large
-blocks get their own mappings (``map_large_blocks``) and, when the last body held is let go after a
+blocks get their own mappings (``runtime.map_large_blocks``) and, when the last body held is let go after a
 large load, ``malloc_trim`` hands the rest back (docs/benchmarks.md has the figures).
 """
 
@@ -23,8 +23,6 @@ import asyncio
 import collections
 import concurrent.futures
 import contextlib
-import ctypes
-import functools
 import json
 import os
 from pathlib import Path
@@ -42,7 +40,7 @@ from fmnist.data import CLASS_NAMES
 from fmnist.errors import InputError, TooLarge, UnsupportedFormat
 from fmnist.inference import predict
 from fmnist.inputs import read
-from fmnist.runtime import VERSION
+from fmnist.runtime import VERSION, give_back_memory
 from fmnist.serve import ServeConfig
 from fmnist.serve.page import page_and_policy
 
@@ -50,7 +48,6 @@ QUERY = {"invert": read.INVERT_CHOICES, "conversion": ("dataset", "simple"), "pi
 HEADERS = {"x-content-type-options": "nosniff", "cache-control": "no-store"}
 RETRY_AFTER = 1  # seconds a client refused for load waits: the bodies held are converted within about that
 TRIM_AFTER = 32 * 2**20  # bytes of bodies let go since the last malloc_trim that make the next one worth it
-M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter (malloc.h)
 
 
 class _Refused(Exception):
@@ -84,35 +81,6 @@ class BodyBudget:
             return False
         self.let_go = 0
         return True
-
-
-@functools.cache
-def _libc():
-    try:
-        libc = ctypes.CDLL(None)
-        return libc if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else None  # glibc only
-    except OSError:
-        return None
-
-
-def map_large_blocks() -> None:
-    """Let glibc give every block of 1 MB or more its own mapping, returned to the system when freed.
-
-    By default glibc raises that threshold to the largest block freed so far (up to 32 MB), so after the
-    first 8 MB body every body came from its heaps and stayed there, fragmented: after 190 uploads of
-    8 MB, each retried until served, the idle server kept 485 MB (356 MB before the load) even after
-    ``malloc_trim``; with the threshold fixed at 1 MB, 390 MB. Smaller blocks (socket reads of 256 kB,
-    Python's objects) keep the heaps. Called once by ``server.serve``, which owns the process."""
-    libc = _libc()
-    if libc is not None:
-        libc.mallopt(M_MMAP_THRESHOLD, 2**20)
-
-
-def give_back_memory() -> None:
-    """Return the free memory of every glibc arena to the system (``malloc_trim(0)``)."""
-    libc = _libc()
-    if libc is not None:
-        libc.malloc_trim(0)
 
 
 class Batcher:

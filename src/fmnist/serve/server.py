@@ -37,8 +37,9 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from fmnist import runtime
 from fmnist.errors import Interrupted, UsageError
 from fmnist.inference.load import load_model
+from fmnist.runtime import map_large_blocks
 from fmnist.serve import ServeConfig
-from fmnist.serve.app import busy, create_app, map_large_blocks
+from fmnist.serve.app import busy, create_app
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
