@@ -257,3 +257,6 @@ def test_a_study_folder_gives_its_best_model(small_results, tmp_path, capsys):
     assert capsys.readouterr().err.count("using its best model") == 1
     assert (sweep / best["run_dir"] / "evaluation.json").is_file()  # the member's folder, as for a run
     assert not (sweep / "evaluation.json").exists()
+    assert main(["export", str(sweep), "--format", "onnx", *small_results.data]) == 0
+    assert capsys.readouterr().err.count("using its best model") == 1
+    assert (sweep / best["run_dir"] / "model.onnx").is_file()  # beside the best model, as for a run

@@ -201,7 +201,7 @@ def export_command(args) -> int:
     dataset = common.load_data(args)
     print(f"exporting {printable(str(source))} to {printable(str(path))}; verifying on {len(dataset.y_test):,} test "
           "images…", file=sys.stderr)
-    result = export_onnx(args.model, dataset.x_test, args.output)
+    result = export_onnx(source, dataset.x_test, path)  # the model resolved above (a study's best, said once)
     print(f"converter: {result.converter}")
     print(f"verified with {result.runtime} on {result.images:,} test images: same class for "
           f"{result.same_argmax:,} of {result.images:,}, max |p_onnx - p_keras| = {result.max_difference:.2e} "

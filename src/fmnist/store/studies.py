@@ -290,8 +290,10 @@ def best_model(folder) -> tuple[Path, str]:
     if not rows:
         raise DataError(f"{folder}: no kept model in its {table.name} (it kept none: save_models was none)")
     best = max(rows, key=lambda row: row["val_accuracy_mean"])
-    rate = best.get("learning_rate")
-    what = ", ".join(str(part) for part in (best["method"], best.get("optimizer"),
-                                            f"lr {rate:g}" if isinstance(rate, float) else None) if part)
+    try:
+        rate = f"lr {float(best.get('learning_rate')):g}"
+    except (TypeError, ValueError):  # a comparison's summary has no rate column
+        rate = None
+    what = ", ".join(str(part) for part in (best["method"], best.get("optimizer"), rate) if part)
     return folder / best["run_dir"], (f"{folder} is a {kind}: using its best model, {best['run_dir']} ({what}; mean "
                                       f"val_accuracy {best['val_accuracy_mean']:.4f})")
