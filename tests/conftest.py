@@ -8,6 +8,7 @@ import gzip
 import io
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -153,3 +154,16 @@ def pytest_collection_modifyitems(items):
         folder = Path(str(item.fspath)).resolve().parent
         if folder.parent == LAYERS:
             item.add_marker(folder.name)
+
+
+def wait_for_change(path, since, deadline, child=None):
+    """Whether ``path`` (a file's modification time, or a callable giving a stamp) changed from ``since``
+    before ``deadline``; False as soon as ``child`` has exited (a resumed process past its last checkpoint
+    writes none: waiting on would only wait out the deadline)."""
+    stamp = path if callable(path) else lambda: path.stat().st_mtime_ns if path.exists() else None
+    while time.monotonic() < deadline and (child is None or child.poll() is None):
+        now = stamp()
+        if now is not None and now != since:
+            return True
+        time.sleep(0.005)
+    return False

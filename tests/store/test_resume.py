@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import tiny_images, write_idx
+from conftest import tiny_images, wait_for_change, write_idx
 from results import assert_events_match_history
 
 from fmnist.cli import main
@@ -51,15 +51,6 @@ def _assert_same_run(run_dir, reference):
     assert_events_match_history(run_dir, read_history(run_dir / "history.csv"), 0.01)  # each epoch once
 
 
-def _wait_for_change(path, since, deadline, child=None):
-    """Whether ``path`` changed before ``deadline``; False as soon as ``child`` has exited (a resumed
-    process past its last checkpoint writes none: waiting on would only wait out the deadline)."""
-    while time.monotonic() < deadline and (child is None or child.poll() is None):
-        if path.exists() and path.stat().st_mtime_ns != since:
-            return True
-        time.sleep(0.005)
-    return False
-
 
 @pytest.mark.processes
 @pytest.mark.parametrize("engine", ["fused", "keras"])
@@ -76,7 +67,7 @@ def test_sigkill_at_random_moments_then_resume_equals_uninterrupted(tmp_path, mi
         # or while a checkpoint, history or final artifact is being written
         watched = run_dir / ("config.json" if attempt == 0 else "checkpoint.npz")
         since = watched.stat().st_mtime_ns if watched.exists() else None
-        if _wait_for_change(watched, since, time.monotonic() + 60, child):
+        if wait_for_change(watched, since, time.monotonic() + 60, child):
             time.sleep(rng.uniform(0, 0.1))
         if child.poll() is None:
             child.send_signal(signal.SIGKILL)
@@ -97,7 +88,7 @@ def test_sigterm_and_ctrl_c_stop_after_the_epoch_and_resume(tmp_path, mid_dir, s
     run_dir = tmp_path / "run"
     child = subprocess.Popen(_command(mid_dir, "--epochs", "200", "--output-dir", str(run_dir)),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert _wait_for_change(run_dir / "checkpoint.npz", None, time.monotonic() + 60)
+    assert wait_for_change(run_dir / "checkpoint.npz", None, time.monotonic() + 60)
     child.send_signal(sig)
     _, err = child.communicate(timeout=60)
     assert child.returncode == code

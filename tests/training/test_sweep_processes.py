@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import wait_for_change
 from results import assert_study_events_match_history
 
 pytestmark = pytest.mark.processes
@@ -101,18 +102,6 @@ def test_two_processes_on_loopback_equal_one_process(tmp_path, mid_dir, referenc
     _assert_same_study(folder, reference)
 
 
-def _wait_for_change(path, since, deadline, child=None):
-    """Until ``path`` (a file, or a callable giving a stamp) changes from ``since``, the child exits or the
-    deadline passes; whether it changed."""
-    stamp = path if callable(path) else lambda: path.stat().st_mtime_ns if path.exists() else None
-    while time.monotonic() < deadline and (child is None or child.poll() is None):
-        now = stamp()
-        if now is not None and now != since:
-            return True
-        time.sleep(0.005)
-    return False
-
-
 def _checkpoints(folder):
     """The programs' progress files and when each was last written: a new program checkpoint changes it."""
     found = sorted((path.parent.name, path.stat().st_mtime_ns) for path in folder.glob("programs/*/progress.json"))
@@ -130,7 +119,7 @@ def test_sigkill_at_random_moments_then_resume_equals_uninterrupted(tmp_path, mi
         # next epoch, or while state, progress, tables or the kept models are being written
         watched = folder / "study.json" if attempt == 0 else (lambda: _checkpoints(folder))
         since = (watched.stat().st_mtime_ns if watched.exists() else None) if attempt == 0 else _checkpoints(folder)
-        if _wait_for_change(watched, since, time.monotonic() + 120, child):
+        if wait_for_change(watched, since, time.monotonic() + 120, child):
             time.sleep(rng.uniform(0, 0.3))
         if child.poll() is None:
             child.send_signal(signal.SIGKILL)
@@ -151,7 +140,7 @@ def test_sigterm_and_ctrl_c_stop_after_the_epoch_and_resume(tmp_path, mid_dir, r
     folder = tmp_path / "stopped"
     child = subprocess.Popen(_command(mid_dir, *GRID, "--epochs", "2", "--output-dir", str(folder)), env=_env(),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert _wait_for_change(folder / "members.csv", None, time.monotonic() + 120, child)  # after the first checkpoint
+    assert wait_for_change(folder / "members.csv", None, time.monotonic() + 120, child)  # after the first checkpoint
     child.send_signal(sig)
     _, err = child.communicate(timeout=120)
     assert child.returncode == code, err[-2000:]
