@@ -2,7 +2,10 @@
 
 Times the three writes of fmnist.reporting.events for every member, in a temporary folder: the rewrite when
 a program starts (or resumes), the append after each epoch's checkpoint, and the rewrite with status
-and test metrics when the program finishes. Prints seconds for all members and per member.
+and test metrics when the program finishes. Each member is laid out as Keras's TensorBoard callback lays
+out a run: its HParams session in tensorboard/<member>/, its epochs in train/ and validation/ (an append
+writes to both), its test metrics in test/; so a rewrite replaces four files. Prints seconds for all
+members and per member, and the files' count and size.
 
     .venv/bin/python benchmarks/tensorboard_events.py
 """
@@ -44,12 +47,14 @@ def main(repeats: int = 3) -> None:
             started = time.perf_counter()
             events.write_members(Path(folder), config, members, indices, histories, tests)
             timings[f"finish (rewrite, {config.epochs} epochs, status, test)"].append(time.perf_counter() - started)
-            size = sum(path.stat().st_size for path in Path(folder).rglob("*") if path.is_file())
+            files = [path for path in Path(folder).rglob("*tfevents*") if path.is_file()]
+            size = sum(path.stat().st_size for path in files)
     print(f"{len(members)} members, median of {repeats}:")
     for name, values in timings.items():
         value = sorted(values)[len(values) // 2]
         print(f"  {name:<45} {value:7.3f} s for all, {value / len(members) * 1e3:6.3f} ms per member")
-    print(f"  event files after {config.epochs} epochs: {size / 1e6:.2f} MB ({size / len(members) / 1e3:.1f} kB per member)")
+    print(f"  event files after {config.epochs} epochs: {len(files)}, {size / 1e6:.2f} MB "
+          f"({size / len(members) / 1e3:.1f} kB per member)")
 
 
 if __name__ == "__main__":

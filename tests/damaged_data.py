@@ -1,11 +1,13 @@
 """Ways a Fashion-MNIST folder can be damaged, each with the one line fmnist must answer (test_data.py and
-test_cli.py try them all)."""
+test_cli.py try them all), and a hand-made ONNX classifier with the ways another converter's file can be odd."""
 
 import gzip
 from pathlib import Path
 
 import numpy as np
+import onnx
 from conftest import tiny_images, write_idx
+from onnx import TensorProto, helper, numpy_helper
 
 
 def gz(path: Path, payload: bytes) -> None:
@@ -73,3 +75,24 @@ DAMAGES = {
     "bad-label": (_bad_label, "t10k-labels-idx1-ubyte.gz: label 10 found"),
     "not-28x28": (_wrong_size, "t10k-images-idx3-ubyte.gz: images are 28x27"),
 }
+
+
+def onnx_classifier(input_shape=("batch", 28, 28), input_type=TensorProto.UINT8, classes=10, domain="",
+                external=False, inputs=1) -> onnx.ModelProto:
+    """A hand-made classifier (cast, flatten, one dense layer, softmax), as another converter might write."""
+    weights = numpy_helper.from_array(np.random.default_rng(0).normal(size=(784, classes)).astype(np.float32) / 255, "W")
+    if external:  # the tensor's bytes "live" in another file, the path traversal ONNX loaders have had bugs with
+        weights.ClearField("raw_data")
+        weights.data_location = TensorProto.EXTERNAL
+        weights.external_data.add(key="location", value="../../../etc/passwd")
+    nodes = [helper.make_node("Cast", ["pixels"], ["x"], to=TensorProto.FLOAT),
+             helper.make_node("Flatten", ["x"], ["flat"], axis=1),
+             helper.make_node("MatMul", ["flat", "W"], ["logits"]),
+             helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1, domain=domain)]
+    graph_inputs = [helper.make_tensor_value_info(f"pixels{'' if i == 0 else i}", input_type, list(input_shape))
+                    for i in range(inputs)]
+    graph = helper.make_graph(nodes, "classifier", graph_inputs,
+                              [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", classes])],
+                              initializer=[weights])
+    opsets = [helper.make_opsetid("", 17)] + ([helper.make_opsetid(domain, 1)] if domain else [])
+    return helper.make_model(graph, opset_imports=opsets, ir_version=8)

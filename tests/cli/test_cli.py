@@ -13,7 +13,7 @@ from fmnist.cli import main
 
 RUN_FILES = {"config.json", "history.csv", "metrics.json", "model.keras", "model_summary.txt", "learning_curves.png",
              "checkpoint.npz",
-             "events.out.tfevents.fmnist", "report.html"}
+             "events.out.tfevents.fmnist", "train", "validation", "test", "report.html"}
 
 
 def _history(run_dir):

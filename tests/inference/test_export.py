@@ -11,7 +11,8 @@ import numpy as np
 import onnx
 import pytest
 from conftest import tiny_images
-from onnx import TensorProto, helper, numpy_helper
+from damaged_data import onnx_classifier
+from onnx import TensorProto
 
 import fmnist
 from fmnist import CLASS_NAMES, normalization
@@ -127,30 +128,9 @@ def test_predict_with_onnx_does_not_import_keras(tmp_path):
     assert fmnist.predict_probabilities(model, TEST_IMAGES[0]).shape == (10,)
 
 
-def _onnx_model(input_shape=("batch", 28, 28), input_type=TensorProto.UINT8, classes=10, domain="",
-                external=False, inputs=1) -> onnx.ModelProto:
-    """A hand-made classifier (cast, flatten, one dense layer, softmax), as another converter might write."""
-    weights = numpy_helper.from_array(np.random.default_rng(0).normal(size=(784, classes)).astype(np.float32) / 255, "W")
-    if external:  # the tensor's bytes "live" in another file, the path traversal ONNX loaders have had bugs with
-        weights.ClearField("raw_data")
-        weights.data_location = TensorProto.EXTERNAL
-        weights.external_data.add(key="location", value="../../../etc/passwd")
-    nodes = [helper.make_node("Cast", ["pixels"], ["x"], to=TensorProto.FLOAT),
-             helper.make_node("Flatten", ["x"], ["flat"], axis=1),
-             helper.make_node("MatMul", ["flat", "W"], ["logits"]),
-             helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1, domain=domain)]
-    graph_inputs = [helper.make_tensor_value_info(f"pixels{'' if i == 0 else i}", input_type, list(input_shape))
-                    for i in range(inputs)]
-    graph = helper.make_graph(nodes, "classifier", graph_inputs,
-                              [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", classes])],
-                              initializer=[weights])
-    opsets = [helper.make_opsetid("", 17)] + ([helper.make_opsetid(domain, 1)] if domain else [])
-    return helper.make_model(graph, opset_imports=opsets, ir_version=8)
-
-
 def test_a_model_from_another_converter_runs(tmp_path):
     path = tmp_path / "other.onnx"
-    onnx.save(_onnx_model(input_type=TensorProto.FLOAT), path)
+    onnx.save(onnx_classifier(input_type=TensorProto.FLOAT), path)
     probabilities = load_onnx(path).predict(TEST_IMAGES[:4])
     assert probabilities.shape == (4, 10) and np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
 
@@ -161,11 +141,11 @@ def test_unusable_onnx_files_are_refused_with_one_line(tmp_path, capsys):
         "text": (b"hello, I am not a model", "not an ONNX model"),
         "random": (np.random.default_rng(1).bytes(5000), "not an ONNX model"),
         "keras archive": (_model_file(tmp_path).read_bytes(), "not an ONNX model"),
-        "input shape": (_onnx_model(input_shape=("batch", 32, 32)), "expected one (batch, 28, 28)"),
-        "classes": (_onnx_model(classes=5), "to ('batch', 5)"),
-        "two inputs": (_onnx_model(inputs=2), "2 inputs"),
-        "custom operator": (_onnx_model(domain="com.example.evil"), "outside the ONNX standard (com.example.evil)"),
-        "external data": (_onnx_model(external=True), "external data files (W, …); refused"),
+        "input shape": (onnx_classifier(input_shape=("batch", 32, 32)), "expected one (batch, 28, 28)"),
+        "classes": (onnx_classifier(classes=5), "to ('batch', 5)"),
+        "two inputs": (onnx_classifier(inputs=2), "2 inputs"),
+        "custom operator": (onnx_classifier(domain="com.example.evil"), "outside the ONNX standard (com.example.evil)"),
+        "external data": (onnx_classifier(external=True), "external data files (W, …); refused"),
     }
     np.save(tmp_path / "x.npy", TEST_IMAGES[:2])
     for name, (content, words) in cases.items():

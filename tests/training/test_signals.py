@@ -44,7 +44,8 @@ def test_a_second_signal_is_never_merged_and_stops_at_once(tmp_path):
     with np.load(run / "checkpoint.npz") as stored:
         assert json.loads(str(stored["meta"]))["epoch"] == 1  # epoch 2 was not finished, epoch 1 is whole
     assert len((run / "history.csv").read_text().splitlines()) == 2
-    assert sorted(os.listdir(run)) == ["checkpoint.npz", "config.json", "events.out.tfevents.fmnist", "history.csv"]
+    assert sorted(os.listdir(run)) == ["checkpoint.npz", "config.json", "events.out.tfevents.fmnist", "history.csv",
+                                       "train", "validation"]
 
 
 def test_two_ctrl_c_during_start_up_exit_130_with_the_resume_command(tmp_path, tiny_dir):
@@ -69,11 +70,11 @@ def test_two_ctrl_c_during_start_up_exit_130_with_the_resume_command(tmp_path, t
 
 def test_a_closed_pipe_ends_predict_quietly(tmp_path):
     import onnx
-    from test_export import (
-        _onnx_model,  # a hand-made .onnx classifier: predict starts without Keras
+    from damaged_data import (
+        onnx_classifier,  # a hand-made .onnx classifier: predict starts without Keras
     )
 
-    onnx.save(_onnx_model(), tmp_path / "model.onnx")
+    onnx.save(onnx_classifier(), tmp_path / "model.onnx")
     np.save(tmp_path / "many.npy", tiny_images(1000, seed=3)[0])  # a table far larger than a pipe's buffer
     command = (f"{sys.executable} -m fmnist predict {tmp_path / 'model.onnx'} {tmp_path / 'many.npy'} --format csv "
                "| head -1; echo status ${PIPESTATUS[0]} >&2")

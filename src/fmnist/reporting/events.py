@@ -1,26 +1,49 @@
-"""TensorBoard event files for runs and studies, written without TensorFlow.
+"""TensorBoard event files for runs and studies, laid out as Keras's TensorBoard callback lays them out,
+written without TensorFlow.
 
 The writer is TensorBoard's own (``tensorboard`` on PyPI needs no TensorFlow): its record writer, which
 takes any file object, its protos and its HParams summaries; the same package reads the files back and
 serves them (``tensorboard --logdir runs``). Keras's ``TensorBoard`` callback needs TensorFlow even on
-the JAX backend (keras-team/keras#19121), so fmnist writes the events itself.
+the JAX backend (keras-team/keras#19121), so fmnist writes the events itself, in the callback's layout
+(keras/src/callbacks/tensorboard.py), which Keras users know:
 
-Layout: one file, ``events.out.tfevents.fmnist``, in each run folder, and in a study folder one per
-member under ``tensorboard/<member>/``, so ``tensorboard --logdir runs/`` shows every run and every
-member. Per epoch, at step = epoch: loss, accuracy, val_loss, val_accuracy, epoch_seconds,
-learning_rate (float32, as TensorBoard stores scalars: history.csv's values rounded to float32); at the end test_loss and test_accuracy; after
-``fmnist evaluate`` the confusion matrix and the mistakes grid as images; and an HParams session
-(method, optimizer, learning_rate, seed and status: what the dashboard filters on; the trial id is the
-run's folder, or "member · study folder", unique so that TensorBoard never merges two studies' members). TensorBoard infers the HParams columns from the sessions (no experiment summary), so
-``--logdir runs/`` over many studies offers every method that any of them trained.
+- ``train/`` and ``validation/``: sub-runs whose scalars share their tags, ``epoch_loss`` and
+  ``epoch_accuracy`` (history.csv's ``val_loss`` is validation/epoch_loss), so TensorBoard draws a
+  metric's training and validation curves in one chart, a colour per sub-run. train/ also holds
+  ``epoch_learning_rate`` (the callback's name) and ``epoch_seconds`` (the epoch's wall time, where the
+  callback puts its ``epoch_steps_per_second``). Step = history.csv's epoch (1, 2, …; the callback
+  counts from 0), so the charts, history.csv and the progress lines give an epoch one number.
+- ``test/``: the final test metrics under the same tags at the last epoch, one point at the end of the
+  curves in the same charts (the callback has no test set; its ``model.evaluate`` writes into
+  validation/, where test data would pass for one more validation epoch); after ``fmnist evaluate`` also
+  the confusion matrix and the mistakes grid: pictures of the test set.
+- the run's own folder: the HParams session alone (method, optimizer, learning_rate, seed and status:
+  what the dashboard filters on), where ``hp.KerasCallback`` puts it beside the callback's sub-runs. The
+  dashboard finds a session's metrics in its sub-runs: group "validation" and tag "epoch_accuracy" is the
+  last validation accuracy. The trial id is the run's folder, or "member · study folder", unique so that
+  TensorBoard never merges two studies' members; it infers the columns from the sessions (no experiment
+  summary), so ``--logdir runs/`` over many studies offers every method that any of them trained.
 
-The event file is derived data: the checkpoint and history.csv (a study's programs/*/progress.json) are
-the truth. An epoch is appended only after its checkpoint, so the events are never ahead of it; a
-resumed run rewrites its file from the checkpointed history before training on, so epochs trained
+Every folder holds one file, ``events.out.tfevents.fmnist``. A run is its run folder; a study's members
+are ``<study>/tensorboard/<member>/`` (a kept member's own run folder gets only its test/ pictures), so
+``tensorboard --logdir runs/`` shows every run and every member. Scalars are float32, as TensorBoard
+stores them: history.csv's values rounded to float32.
+
+The event files are derived data: the checkpoint and history.csv (a study's programs/*/progress.json)
+are the truth. An epoch is appended only after its checkpoint, so the events are never ahead of it; a
+resumed run rewrites its files from the checkpointed history before training on, so epochs trained
 after the last checkpoint of a killed process are dropped, never duplicated; the end of a run rewrites
-it whole with its status and test metrics. Appends are plain ``open("ab")`` writes (about 0.3 KB
-per member and epoch, no writer left open, no thread); rewrites go to a temporary name and replace
-the file in one rename.
+them whole with its status and test metrics. Appends are plain ``open("ab")`` writes (no writer left
+open, no thread); each rewrite goes to a temporary name and replaces its file in one rename, and
+removes the files of sub-runs it has nothing for (an earlier end's test/, when a run is resumed for
+more epochs). fmnist's previous layout kept every scalar (``loss``, ``val_loss``, …) in the run folder's
+own file: a rewrite replaces it with the session alone (removes it from a kept member's run folder,
+which has no session), or TensorBoard would show each epoch twice.
+
+A file per sub-run costs file creations; measured for the default sweep's 990 members on a shared 2-core
+CPU (``benchmarks/tensorboard_events.py``, the one-file layout alongside): an epoch's appends 0.11 s for
+all (0.06 s before), a program's finish 2.5 to 5 ms per member (0.8 to 1.5 ms), 3.7 kB per member
+after 10 epochs: small next to an epoch of training.
 """
 
 from __future__ import annotations
@@ -38,9 +61,23 @@ from fmnist.store import artifacts, runs
 
 EVENTS = "events.out.tfevents.fmnist"  # TensorBoard reads any file whose name contains "tfevents"
 STUDY_RUNS = "tensorboard"  # a study's members: <study>/tensorboard/<member name>/
-EPOCH_TAGS = ("loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds", "learning_rate")
-TEST_TAGS = ("test_loss", "test_accuracy")
-IMAGES = {"confusion_matrix": "confusion_matrix.png", "mistakes": "mistakes.png"}
+SESSION, TRAIN, VALIDATION, TEST = "", "train", "validation", "test"  # a run's folder and its sub-runs
+SUB_RUNS = (SESSION, TRAIN, VALIDATION, TEST)
+# history.csv's columns (and metrics.json's test metrics): the sub-run and the tag Keras's callback gives
+# them, "epoch_" + the name, with the "val_" prefix dropped in validation/
+TAGS = {
+    "loss": (TRAIN, "epoch_loss"),
+    "accuracy": (TRAIN, "epoch_accuracy"),
+    "epoch_seconds": (TRAIN, "epoch_seconds"),
+    "learning_rate": (TRAIN, "epoch_learning_rate"),
+    "val_loss": (VALIDATION, "epoch_loss"),
+    "val_accuracy": (VALIDATION, "epoch_accuracy"),
+    "test_loss": (TEST, "epoch_loss"),
+    "test_accuracy": (TEST, "epoch_accuracy"),
+}
+EPOCH_COLUMNS = ("loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds", "learning_rate")
+TEST_COLUMNS = ("test_loss", "test_accuracy")
+IMAGES = {"confusion_matrix": "confusion_matrix.png", "mistakes": "mistakes.png"}  # in test/
 DESCRIPTIONS = {
     "loss": "training loss (sparse categorical cross-entropy), mean over the epoch's batches",
     "accuracy": "training accuracy (fraction correct), mean over the epoch's batches",
@@ -48,8 +85,8 @@ DESCRIPTIONS = {
     "val_accuracy": "validation accuracy after the epoch (fraction correct)",
     "epoch_seconds": "wall seconds of the epoch (in a study: of its program, shared by its members)",
     "learning_rate": "the optimizer's learning rate (constant: fmnist has no schedule)",
-    "test_loss": "test loss of the final model (cross-entropy, 10,000 test images)",
-    "test_accuracy": "test accuracy of the final model (fraction correct)",
+    "test_loss": "test loss of the final model (cross-entropy, 10,000 test images), at its last epoch",
+    "test_accuracy": "test accuracy of the final model (fraction correct), at its last epoch",
 }
 # HParams' own session statuses, which its dashboard filters on (Success / Failure / Running).
 END_STATUS = {Status.OK: "STATUS_SUCCESS", Status.STUCK: "STATUS_FAILURE", Status.DIVERGED: "STATUS_FAILURE"}
@@ -64,23 +101,24 @@ def _event(step: int = 0, summary=None, wall_time: float | None = None):
     return event
 
 
-def _scalars(step: int, values: dict, first: bool):
-    """One event with a float32 scalar per tag (TensorBoard's default Rust loader reads no float64 scalar:
-    measured, it shows none); the plugin metadata only on a file's first value of a tag (TensorBoard keeps
-    the first it sees)."""
+def _scalars(step: int, values: dict, first: bool) -> dict:
+    """One event per sub-run with a float32 scalar per column of ``values`` (TensorBoard's default Rust
+    loader reads no float64 scalar: measured, it shows none); the plugin metadata only on a file's first
+    value of a tag (TensorBoard keeps the first it sees)."""
     from tensorboard.compat.proto import summary_pb2, tensor_pb2, types_pb2
     from tensorboard.plugins.scalar import metadata
 
-    summary = summary_pb2.Summary()
-    for tag, value in values.items():
+    summaries: dict = {}
+    for column, value in values.items():
+        sub_run, tag = TAGS[column]
         # the proto tensor_util.make_tensor_proto makes for a float32 scalar, built directly (5x faster)
         tensor = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, float_val=[value])
         tensor.tensor_shape.SetInParent()
-        entry = summary.value.add(tag=tag, tensor=tensor)
+        entry = summaries.setdefault(sub_run, summary_pb2.Summary()).value.add(tag=tag, tensor=tensor)
         if first:
             entry.metadata.CopyFrom(metadata.create_summary_metadata(display_name=tag,
-                                                                     description=DESCRIPTIONS[tag]))
-    return _event(step, summary)
+                                                                     description=DESCRIPTIONS[column]))
+    return {sub_run: _event(step, summary) for sub_run, summary in summaries.items()}
 
 
 def _hparams(hparams: dict, trial_id: str, status: str | None) -> list:
@@ -121,23 +159,30 @@ def _image(tag: str, path: Path, step: int):
     return _event(step, summary)
 
 
+def _pictures(images: dict[str, Path], history: list[dict]) -> list:
+    """The evaluation's pictures, at the last epoch (the step of the test metrics)."""
+    step = history[-1]["epoch"] if history else 0
+    return [_image(tag, path, step) for tag, path in images.items()]
+
+
 def epoch_values(row: dict, learning_rate: float) -> dict:
-    return {tag: row[tag] for tag in EPOCH_TAGS[:-1]} | {"learning_rate": learning_rate}
+    """history.csv's row and the learning rate, by column."""
+    return {column: row[column] for column in EPOCH_COLUMNS[:-1]} | {"learning_rate": learning_rate}
 
 
 def run_events(history: list[dict], hparams: dict, trial_id: str, status: str | None = None,
-               test: dict | None = None, images: dict[str, Path] | None = None, scalars: bool = True) -> list:
-    """Every event of one run or member, in order: header, HParams session, epochs, test metrics, images."""
-    events = [_event()]
-    events[0].file_version = "brain.Event:2"
-    if scalars:
-        events += _hparams(hparams, trial_id, status)
-        events += [_scalars(row["epoch"], epoch_values(row, hparams["learning_rate"]), first=number == 0)
-                   for number, row in enumerate(history)]
-        if test and history:
-            events.append(_scalars(history[-1]["epoch"], {tag: test[tag] for tag in TEST_TAGS}, first=True))
-    step = history[-1]["epoch"] if history else 0
-    events += [_image(tag, path, step) for tag, path in (images or {}).items()]
+               test: dict | None = None, images: dict[str, Path] | None = None) -> dict[str, list]:
+    """Every event of one run or member by sub-run, in order: the HParams session in the run's own folder;
+    the epochs in train/ and validation/; the test metrics and the pictures in test/."""
+    events: dict[str, list] = {SESSION: _hparams(hparams, trial_id, status), TRAIN: [], VALIDATION: []}
+    for number, row in enumerate(history):
+        for sub_run, event in _scalars(row["epoch"], epoch_values(row, hparams["learning_rate"]), number == 0).items():
+            events[sub_run].append(event)
+    if test and history:
+        test_values = {column: test[column] for column in TEST_COLUMNS}
+        events[TEST] = [_scalars(history[-1]["epoch"], test_values, first=True)[TEST]]
+    if images:
+        events[TEST] = events.get(TEST, []) + _pictures(images, history)
     return events
 
 
@@ -151,22 +196,41 @@ def _records(events) -> bytes:
     return buffer.getvalue()
 
 
-def write_events(folder: Path, events: list) -> None:
+def _replace(folder: Path, events: list) -> None:
     """Replace ``folder``'s event file in one rename. Not artifacts.atomic_path: its temporary carries the
     final name, and TensorBoard would read a half-written file whose name contains "tfevents"."""
-    folder.mkdir(parents=True, exist_ok=True)
+    if not folder.is_dir():
+        folder.mkdir(parents=True, exist_ok=True)
+    header = _event()
+    header.file_version = "brain.Event:2"
     temporary = folder / f".events.tmp-{os.getpid()}"  # artifacts.remove_temporaries clears a killed one
     try:
-        temporary.write_bytes(_records(events))
+        temporary.write_bytes(_records([header, *events]))
         os.replace(temporary, folder / EVENTS)
-    finally:
+    except BaseException:
         temporary.unlink(missing_ok=True)
+        raise
+
+
+def write_events(folder: Path, events: dict[str, list]) -> None:
+    """Replace the event files of ``folder`` and its sub-runs with ``events`` (sub-run -> its events); a
+    sub-run it does not name loses its file, and its folder when that is left empty."""
+    folder = Path(folder)
+    for sub_run in SUB_RUNS:
+        if sub_run in events:
+            _replace(folder / sub_run, events[sub_run])
+        else:
+            (folder / sub_run / EVENTS).unlink(missing_ok=True)
+            if sub_run and (folder / sub_run).is_dir() and not any((folder / sub_run).iterdir()):
+                (folder / sub_run).rmdir()
 
 
 def append_epoch(folder: Path, row: dict, learning_rate: float) -> None:
-    """Add one epoch to an existing event file (no fsync: derived data, rewritten at every resume)."""
-    with open(folder / EVENTS, "ab") as handle:
-        handle.write(_records([_scalars(row["epoch"], epoch_values(row, learning_rate), first=row["epoch"] == 1)]))
+    """Add one epoch to a run's train/ and validation/ files (no fsync: derived data, rewritten at every
+    resume)."""
+    for sub_run, event in _scalars(row["epoch"], epoch_values(row, learning_rate), first=row["epoch"] == 1).items():
+        with open(Path(folder) / sub_run / EVENTS, "ab") as handle:
+            handle.write(_records([event]))
 
 
 # -- run folders (fmnist train; evaluate) --------------------------------------------------------------
@@ -190,29 +254,28 @@ def evaluation_images(run_dir: Path) -> dict[str, Path]:
 
 
 def start_run(run_dir: Path, settings: dict, history: list[dict]) -> None:
-    """A new or resumed run: its file holds exactly the checkpointed epochs."""
+    """A new or resumed run: its files hold exactly the checkpointed epochs."""
     write_events(run_dir, run_events(history, run_hparams(settings), run_dir.name))
 
 
 def write_run(run_dir: Path) -> None:
-    """A run folder's event file from its files: config.json, history.csv, metrics.json and the
-    evaluation's pictures. A study member's run folder gets the pictures only: its epochs and HParams
-    session are in the study's tensorboard/ folder."""
+    """A run folder's event files from its files: config.json, history.csv, metrics.json and the
+    evaluation's pictures. A study member's run folder gets the pictures only (test/): its epochs and
+    HParams session are in the study's tensorboard/ folder."""
     run_dir = Path(run_dir)
     config = runs.read_config(run_dir)  # checked: a damaged file is one line naming it
     history = artifacts.read_history(run_dir / "history.csv") if (run_dir / "history.csv").is_file() else []
     metrics = runs.read_metrics(run_dir / "metrics.json")
     images = evaluation_images(run_dir)
     if "study_member" in config:
-        if images:
-            write_events(run_dir, run_events(history, {}, "", images=images, scalars=False))
+        write_events(run_dir, {TEST: _pictures(images, history)} if images else {})
         return
     status = run_status(history, config["settings"]["epochs"], metrics)
     test = metrics if Status(status).finished else None
     write_events(run_dir, run_events(history, run_hparams(config["settings"]), run_dir.name, status, test, images))
 
 
-# -- study folders (fmnist compare, fmnist sweep): one sub-run per member ------------------------------
+# -- study folders (fmnist compare, fmnist sweep): one run per member ----------------------------------
 def member_hparams(member, config) -> dict:
     return {"method": member.method, "optimizer": member.optimizer, "learning_rate": member.learning_rate,
             "seed": member.seed}
@@ -229,7 +292,7 @@ def write_members(folder: Path, config, members, indices, histories, tests: dict
         if tests is not None:
             status = status_of(history, config.epochs, index in tests)[0]
             test = tests.get(index) if Status(status).finished else None
-            test = test if test and all(math.isfinite(test[tag]) for tag in TEST_TAGS) else None
+            test = test if test and all(math.isfinite(test[column]) for column in TEST_COLUMNS) else None
         artifacts.remove_temporaries(Path(folder) / STUDY_RUNS / member.name)  # left by a killed process
         write_events(Path(folder) / STUDY_RUNS / member.name,
                      run_events(history, member_hparams(member, config), f"{member.name} · {Path(folder).name}",
