@@ -5,11 +5,15 @@ Two conversions, by name:
 ``dataset`` (default) follows the conversion every Fashion-MNIST image went through (Xiao, Rasul,
 Vollgraf 2017, arXiv 1708.07747, section 2), so that a person's picture looks like the training data:
 
+0. first the product is separated from a textured background and a small camera tilt is undone
+   (``fmnist.inputs.separate``): what follows then sees a product upright on a plain background;
 1. trim the edges whose colour is within 5% of the largest RGB distance of the corners' colour
    (skipped, with a warning, when the corners disagree or the trim would leave almost nothing);
 2. grey (ITU-R 601-2 luminance), negated when the item is darker than the trimmed-away colour;
 3. stretched so that the trimmed-away colour is 0 and the item's extreme 255: all 60,000 training
-   images have minimum 0 and maximum 254 or 255 (measured), a step the paper does not name;
+   images have minimum 0 and maximum 254 or 255 (measured), a step the paper does not name. When the
+   item is negated and parts of it are lighter than the background (a white collar on a grey table),
+   its own lightest grey (99th percentile) is 0 instead, so that those parts are not clipped away;
 4. the longest edge to 28 by area averaging, sharpened (Gaussian, radius and sigma 1.0), centred on
    black as the dataset centres (an odd pixel of margin goes left or on top: measured).
 
@@ -28,8 +32,9 @@ import math
 
 import numpy as np
 
+from fmnist.inputs import separate as separating
+
 CONVERSIONS = ("dataset", "simple")
-TRIM_DISTANCE = 0.05 * math.sqrt(3) * 255  # the paper's 5% of the largest distance in RGB space
 MIN_TRIMMED = 0.02  # a box under 2% of the picture's longest side is a speck, not an item: not trimmed
 # Grey levels between background and item below which a picture is flagged. Test images rendered as a
 # grey item on white (JPEG) lose accuracy fast below it: 7 points under raw at 24 levels, 25 at 16,
@@ -47,12 +52,16 @@ class DatasetOptions:
     cue: str = "darker"
     sharpen: bool = True  # the paper's step; it helps photos, which the dataset's sources were
     stretch: bool = True  # background to 0, the item's extreme to 255, as in every training image
+    separate: bool = True  # a textured background replaced by its mean colour (fmnist.inputs.separate)
+    untilt: bool = True  # a small camera tilt undone (fmnist.inputs.separate)
 
 
 @dataclasses.dataclass
 class Converted:
     image: np.ndarray  # (28, 28) uint8
     warnings: list[str]
+    separated: object = None  # Pillow RGB: the product upright on a plain background, when that changed the picture
+    turned: float = 0.0  # degrees turned to undo a tilt
 
 
 def convert(image, conversion: str = "dataset", invert: str = "auto",
@@ -116,28 +125,12 @@ def simple(values: np.ndarray, invert: str) -> np.ndarray:
     return np.clip(np.rint(values), 0, 255).astype(np.uint8)
 
 
-def corner_colour(rgb) -> tuple[int, int, int] | None:
-    """The colour of at least three corners that agree within the trim distance, else None."""
-    width, height = rgb.size
-    corners = np.array([rgb.getpixel(xy) for xy in ((0, 0), (width - 1, 0), (0, height - 1), (width - 1, height - 1))],
-                       dtype=np.float64)
-    agree = np.linalg.norm(corners - np.median(corners, axis=0), axis=1) <= TRIM_DISTANCE
-    if agree.sum() < 3:  # two and two: no one background to trim
-        return None
-    return tuple(int(v) for v in np.rint(corners[agree].mean(axis=0)))
-
-
 def trim_box(rgb, background: tuple[int, int, int]) -> tuple[int, int, int, int] | None:
     """The box (left, top, right, bottom) of what is farther than the trim distance from ``background``;
     None when that is almost nothing (a speck, or a uniform picture)."""
-    from PIL import Image, ImageChops
+    from PIL import Image
 
-    difference = ImageChops.difference(rgb, Image.new("RGB", rgb.size, background))
-    squared = np.zeros(rgb.size[::-1], np.uint32)
-    for band in difference.split():  # band by band: a fifth of the time of a sum over a colour axis
-        channel = np.asarray(band, dtype=np.uint16)
-        squared += channel * channel
-    far = squared > TRIM_DISTANCE ** 2  # Euclidean, as the paper measures it
+    far = separating.far_from(rgb, background)
     box = Image.fromarray(far).getbbox()
     if box is None or max(box[2] - box[0], box[3] - box[1]) < max(2, MIN_TRIMMED * max(rgb.size)):
         return None
@@ -145,18 +138,25 @@ def trim_box(rgb, background: tuple[int, int, int]) -> tuple[int, int, int, int]
 
 
 def _dataset(image, invert: str, options: DatasetOptions) -> Converted:
-    rgb = colour(image)
-    background, box, warnings = corner_colour(rgb), None, []
+    scene = separating.separate(colour(image), options.separate, options.untilt)
+    changed = scene.separated or scene.turned != 0.0
+    if changed:
+        image = scene.picture  # 8-bit RGB from here on (a 16-bit picture's fraction of a grey level is lost)
+    background, box, warnings = scene.background, None, list(scene.warnings)
     if background is None:
         warnings.append("no uniform background (the corners differ): not trimmed")
     else:
-        box = trim_box(rgb, background)
+        box = trim_box(scene.picture, background)
         if box is None:
             warnings.append("almost nothing differs from the background: not trimmed")
             background = None
     values = grey(image.crop(box) if box else image)
     level = _luminance(background) if background else None
     if invert == "yes" or (invert == "auto" and _item_is_dark(image, values, background, options.cue)):
+        if level is not None and scene.product is not None:  # the item's own light parts are not clipped
+            product = scene.product[box[1]: box[3], box[0]: box[2]] if box else scene.product
+            if product.any():
+                level = max(level, float(np.percentile(values[product], 99)))
         values = 255.0 - values
         level = None if level is None else 255.0 - level
     if level is None:  # no background colour known: the darkest pixel stands for it
@@ -166,7 +166,7 @@ def _dataset(image, invert: str, options: DatasetOptions) -> Converted:
     if options.stretch:
         values = np.clip((values - level) * (255.0 / span), 0, 255) if span > 0 else np.zeros_like(values)
         level = 0.0
-    return Converted(_to_28(values, level, options), warnings)
+    return Converted(_to_28(values, level, options), warnings, scene.picture if changed else None, scene.turned)
 
 
 def _item_is_dark(image, values: np.ndarray, background, cue: str) -> bool:
