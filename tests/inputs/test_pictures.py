@@ -189,7 +189,7 @@ def test_sheet_shows_each_picture_beside_its_input(tmp_path, model_file, images,
     assert main(["predict", str(model_file), *inputs, "--sheet", str(sheet)]) == 1  # gone.png failed
     assert "(4 of 4 inputs)" in capsys.readouterr().err
     drawn = np.asarray(Image.open(sheet).convert("L"))
-    assert drawn.shape == (340, 1200)  # two pictures a row: 2 rows of 1.5 in + the title, at 100 dpi
+    assert drawn.shape == (340, 1440)  # two pictures a row, 7.2 in each: 2 rows of 1.5 in + the title, at 100 dpi
     assert drawn.min() == 0 and drawn.max() == 255
     assert not list(tmp_path.glob(".*tmp*"))  # written atomically, nothing left over
     for bad in ("sheet.pdf", "no-such-folder/sheet.png"):

@@ -45,6 +45,8 @@ class Item:
     error: str | None = None
     warning: str | None = None  # the conversion's doubts, e.g. low contrast ("; " between several)
     preview: np.ndarray | None = None  # a small RGB copy of the picture as given, when asked for
+    separated: np.ndarray | None = None  # and of the product apart and upright, when the conversion did that
+    turned: float = 0.0  # degrees the conversion turned the picture to undo a camera tilt
 
 
 @dataclasses.dataclass(frozen=True)
@@ -202,14 +204,21 @@ def _read_picture(payload: bytes, name: str, kind: str, reading: Reading, max_pi
         words = str(error).splitlines()[0] if str(error) else type(error).__name__
         words = re.sub(r"\s*<[\w.]+ object at 0x[0-9a-fA-F]+>", "", words)  # Pillow names its buffer's repr
         raise InputError(f"damaged {kind} file ({words})") from None
-    preview = None
+    preview = separated = None
     if reading.previews:
-        thumbnail = convert.colour(upright)
-        thumbnail.thumbnail((PREVIEW_SIZE, PREVIEW_SIZE), Image.Resampling.BOX)
-        preview = np.asarray(thumbnail)
+        preview = _thumbnail(convert.colour(upright))
+        separated = None if converted.separated is None else _thumbnail(converted.separated)
     metadata = sorted({str(warning.message).split(".")[0] for warning in noted if "PIL" in warning.filename})
     notes = converted.warnings + [f"damaged metadata ignored ({text})" for text in metadata]
-    return Item(name, 0, converted.image, None, "; ".join(notes) or None, preview)
+    return Item(name, 0, converted.image, None, "; ".join(notes) or None, preview, separated, converted.turned)
+
+
+def _thumbnail(picture) -> np.ndarray:
+    from PIL import Image
+
+    picture = picture.copy()
+    picture.thumbnail((PREVIEW_SIZE, PREVIEW_SIZE), Image.Resampling.BOX)
+    return np.asarray(picture)
 
 
 def _decode(payload: bytes, kind: str, max_pixels: int):

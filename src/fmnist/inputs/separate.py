@@ -43,9 +43,9 @@ MAX_TILT = 15.0  # degrees either way; a larger turn is a pose, not a tilt
 MIN_TILT = 1.0  # degrees: below it the picture is left as it is (the rule's own noise)
 MIN_GAIN = 0.01  # turned only when that box is at least 1% smaller than the upright one
 TILT_STEP = 0.5
-# When to say the separation is unsure: the product touches this share of the picture's edge, or takes
-# this share of the picture (it may have merged with the background), or almost none.
-EDGE_SHARE = 0.15
+# When to say the separation is unsure: the product takes this share of the picture (it may have merged
+# with the background), or almost none; or the background holds many pixels unlike its own border.
+STRAY = 0.25  # of the product's area: background pixels as unlike the border as a product's
 MAX_AREA = 0.85
 MIN_AREA = 0.005
 WHITE = (255, 255, 255)  # what a separated product is laid on: the dataset's products were photographed on white
@@ -120,13 +120,14 @@ def _textured(rgb) -> Scene:
     small = rgb.resize((max(8, round(width * scale)), max(8, round(height * scale))), Image.Resampling.BOX)
     pixels = np.asarray(small, dtype=np.float64)
     band = _border(pixels.shape[:2], max(2, round(BAND * max(pixels.shape[:2]))))
-    mask = _unlike_border(pixels, band)
+    unlike = _unlike_border(pixels, band)
+    mask = _largest(_opened(unlike))
     if mask.sum() >= 16:
         mask = _settled(pixels, mask, band)
     mask = _fill_small_holes(_largest(mask))
+    warnings = _doubts(mask, unlike, band)
     if mask.sum() > 64:  # one working pixel off the outline: its blend with the background
         mask = _largest(ndimage.binary_erosion(mask))
-    warnings = _doubts(mask)
     if mask.sum() < 4:
         return Scene(rgb, None, None, warnings=warnings)
     return _on_white(rgb, mask, warnings)
@@ -176,7 +177,7 @@ def _unlike_border(pixels: np.ndarray, band: np.ndarray) -> np.ndarray:
     border_scores = model.score_samples(_sample(features[band]))
     unlikely = -model.score_samples(features.reshape(-1, 4)).reshape(grey.shape)
     threshold = np.percentile(-border_scores, BORDER_QUANTILE) + MARGIN  # beyond what the border itself holds
-    return _largest(_opened(unlikely > threshold))
+    return unlikely > threshold
 
 
 def _settled(pixels: np.ndarray, mask: np.ndarray, band: np.ndarray, width: int = 4) -> np.ndarray:
@@ -207,13 +208,17 @@ def _sample(samples: np.ndarray, most: int = 4000) -> np.ndarray:
     return samples[np.random.default_rng(0).choice(len(samples), most, replace=False)]
 
 
-def _doubts(mask: np.ndarray) -> list[str]:
+def _doubts(mask: np.ndarray, unlike: np.ndarray, band: np.ndarray) -> list[str]:
+    """What makes a separation doubtful: no product, one that fills the picture or reaches its edge (the
+    border the background is learned from then holds some of it), or much of the background unlike itself."""
     area = mask.mean()
     if area < MIN_AREA:
         return ["the product could not be told from the textured background"]
-    edge = _border(mask.shape, 1)
-    if area > MAX_AREA or mask[edge].mean() > EDGE_SHARE:
-        return ["the product may not be cleanly separated from the textured background (it touches the edge or fills the picture)"]
+    edge = (mask & band).any()
+    stray = (unlike & ~mask).sum() / mask.sum()
+    if area > MAX_AREA or edge or stray > STRAY:
+        reason = "it fills the picture" if area > MAX_AREA else "it reaches the edge" if edge else "the texture is busy"
+        return [f"the product may not be cleanly separated from the textured background ({reason})"]
     return []
 
 

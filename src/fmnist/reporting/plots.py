@@ -297,22 +297,26 @@ def plot_samples(images: np.ndarray, labels: np.ndarray, path: Path, per_class: 
 
 @_plain_text
 def plot_sheet(items, results: list[dict], path: Path, limit: int, columns: int) -> None:
-    """``fmnist predict --sheet``: each picture beside its 28x28 input, predicted class and top 3, errors
-    and warnings in red."""
+    """``fmnist predict --sheet``: each picture, the product apart from its background and upright (when
+    the conversion did that), its 28x28 input, predicted class and top 3, errors and warnings in red."""
     from matplotlib.figure import Figure
 
     shown = list(zip(items, results))[:limit]
     rows = -(-len(shown) // columns)
-    figure = Figure(figsize=(columns * 6.0, rows * 1.5 + 0.4))
-    grid = figure.subplots(rows, 3 * columns, squeeze=False, gridspec_kw={"width_ratios": [1, 1, 2.4] * columns})
+    figure = Figure(figsize=(columns * 7.2, rows * 1.5 + 0.4))
+    grid = figure.subplots(rows, 4 * columns, squeeze=False, gridspec_kw={"width_ratios": [1, 1, 1, 2.4] * columns})
     for axes in grid.ravel():
         axes.axis("off")
     for number, (item, result) in enumerate(shown):
         row, column = divmod(number, columns)
-        original, seen, words = grid[row, 3 * column: 3 * column + 3]
+        original, apart, seen, words = grid[row, 4 * column: 4 * column + 4]
         if item.preview is not None or item.image is not None:  # an array's own pixels are its original
             picture = item.preview if item.preview is not None else item.image
             original.imshow(picture, cmap=None if picture.ndim == 3 else "gray", vmin=0, vmax=255)
+        if item.separated is not None:
+            apart.imshow(item.separated)
+            turned = f"turned {abs(item.turned):.1f}° {'anti' if item.turned > 0 else ''}clockwise"
+            apart.set_title(turned if item.turned else "product apart", fontsize=7)
         if item.image is not None:
             seen.imshow(item.image, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
             seen.set_title("28x28 input", fontsize=7)

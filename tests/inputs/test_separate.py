@@ -1,0 +1,128 @@
+"""The product apart from a textured background, and a camera tilt undone (fmnist.inputs.separate), as
+``predict`` and the contact sheet see them."""
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from fmnist.inputs import convert, separate
+from fmnist.inputs.read import read_inputs
+
+SHIRT = [(30, 0), (70, 0), (100, 20), (90, 40), (78, 34), (78, 120), (22, 120), (22, 34), (10, 40), (0, 20)]
+SHOE = [(0, 30), (10, 10), (45, 0), (60, 20), (130, 30), (140, 45), (140, 55), (0, 55)]  # lies sideways
+
+
+def _product(outline, scale: int = 3, turn: float = 0.0):
+    """A dark garment with its own lighter stripe, as RGBA (opaque inside, anti-aliased outline)."""
+    width, height = (max(p[i] for p in outline) + 1 for i in (0, 1))
+    big = Image.new("L", (width * 4 * scale, height * 4 * scale), 0)
+    ImageDraw.Draw(big).polygon([(x * 4 * scale, y * 4 * scale) for x, y in outline], fill=255)
+    cover = big.resize((width * scale, height * scale), Image.Resampling.BOX)
+    look = Image.new("RGB", cover.size, (40, 40, 60))
+    ImageDraw.Draw(look).rectangle((0, cover.size[1] // 2, cover.size[0], cover.size[1] // 2 + 4 * scale), fill=(110, 100, 90))
+    item = look.convert("RGBA")
+    item.putalpha(cover)
+    return item.rotate(turn, Image.Resampling.BICUBIC, expand=True) if turn else item
+
+
+def _wood(size, seed: int = 0) -> Image.Image:
+    """A brown grain of slanted stripes with noise: a textured table."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size[1], 0:size[0]].astype(np.float64)
+    grain = 0.5 + 0.5 * np.sin(2 * np.pi * (x + 0.3 * y) / 17 + rng.normal(0, 0.6, (size[1], size[0])))
+    light = np.array([200, 150, 90])
+    return Image.fromarray(np.clip(light * (0.6 + 0.4 * grain[..., None]), 0, 255).astype(np.uint8), "RGB")
+
+
+def _on(item: Image.Image, ground: Image.Image, at=(60, 50)) -> Image.Image:
+    picture = ground.convert("RGBA")
+    picture.alpha_composite(item, at)
+    return picture.convert("RGB")
+
+
+def _mask(item: Image.Image, ground_size, at=(60, 50)) -> np.ndarray:
+    mask = Image.new("L", ground_size, 0)
+    mask.paste(item.getchannel("A"), at)
+    return np.asarray(mask) > 127
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return (a & b).sum() / (a | b).sum()
+
+
+def test_a_product_on_wood_is_separated_and_converts_as_on_white():
+    item = _product(SHIRT)
+    size = (item.size[0] + 140, item.size[1] + 110)
+    picture = _on(item, _wood(size))
+    scene = separate.separate(picture)
+    assert scene.separated and scene.background == (255, 255, 255) and scene.turned == 0.0 and not scene.warnings
+    assert _iou(scene.product, _mask(item, size)) > 0.85  # the outline's blend with the wood is left out
+    outside = ~_mask(item, size)
+    assert np.asarray(scene.picture)[outside].mean() > 240  # the wood is gone
+    on_white = convert.convert(_on(item, Image.new("RGB", size, (255, 255, 255)))).image.astype(int)
+    new, before = (convert.convert(picture, options=convert.DatasetOptions(separate=separating)).image.astype(int)
+                   for separating in (True, False))
+    assert np.abs(new - on_white).mean() < 12  # the same 28x28 input, up to the outline
+    assert np.abs(before - on_white).mean() > 40  # without the step the grain is in the input
+
+
+@pytest.mark.parametrize("turn", [-9.0, -5.0, 6.0, 12.0])
+def test_a_tilted_product_is_turned_upright(turn):
+    item = _product(SHIRT, turn=turn)
+    picture = _on(item, Image.new("RGB", (item.size[0] + 80, item.size[1] + 80), (235, 235, 235)), at=(40, 40))
+    scene = separate.separate(picture)
+    assert scene.turned == pytest.approx(-turn, abs=1.0)
+    assert not scene.separated and scene.background == (235, 235, 235)
+    upright = _product(SHIRT)
+    expected = convert.convert(_on(upright, Image.new("RGB", (upright.size[0] + 80, upright.size[1] + 80), (235,) * 3),
+                                   at=(40, 40))).image
+    untilted, left = (convert.convert(picture, options=convert.DatasetOptions(untilt=undo)).image > 64
+                      for undo in (True, False))
+    assert _iou(untilted, expected > 64) > max(0.9, _iou(left, expected > 64))  # the silhouettes in the 28x28 input
+
+
+@pytest.mark.parametrize("outline, turn, expected", [(SHIRT, 0.0, 0.0), (SHOE, 0.0, 0.0), (SHOE, 5.0, -5.0),
+                                                     (SHOE, -8.0, 8.0)])
+def test_upright_and_sideways_products_keep_their_pose(outline, turn, expected):
+    """A shoe lies sideways in the dataset: a small tilt of it is undone, never stood up by 90 degrees."""
+    item = _product(outline, turn=turn)
+    picture = _on(item, Image.new("RGB", (item.size[0] + 60, item.size[1] + 60), (255, 255, 255)), at=(30, 30))
+    assert separate.separate(picture).turned == pytest.approx(expected, abs=1.0)
+
+
+def test_opaque_light_parts_on_grey_are_laid_on_white_and_translucent_items_are_not():
+    """A product lighter and darker than a plain grey table in parts (a white collar) is separated and laid
+    on white; an evenly dark item keeps the table's grey as its zero."""
+    item = _product(SHIRT)
+    ImageDraw.Draw(item).rectangle((60, 0, 240, 100), fill=(250, 250, 250, 255))  # a white yoke
+    picture = _on(item, Image.new("RGB", (item.size[0] + 100, item.size[1] + 100), (150, 150, 150)), at=(50, 50))
+    scene = separate.separate(picture)
+    assert scene.separated and np.asarray(scene.picture)[0, 0].tolist() == [255, 255, 255]
+    converted = convert.convert(picture).image.astype(int)
+    yoke, body = converted[2:7, 11:17].mean(), converted[14:20, 11:17].mean()
+    assert body > 200 and yoke < 60  # white is no intensity, as in the dataset; not clipped into the body's
+    plain = _on(_product(SHIRT), Image.new("RGB", (item.size[0] + 100, item.size[1] + 100), (150, 150, 150)), at=(50, 50))
+    assert not separate.separate(plain).separated
+
+
+def test_a_product_that_fills_a_textured_picture_is_flagged(tmp_path):
+    item = _product(SHIRT, scale=3)  # a close-up: the product reaches into the border the wood is learned from
+    picture = _on(item, _wood((item.size[0] + 20, item.size[1] + 20), seed=1), at=(10, 10))
+    assert "may not be cleanly separated" in " ".join(convert.convert(picture).warnings)
+    nothing = _wood((200, 150), seed=2)  # texture alone: no product to find
+    assert separate.separate(nothing).product is None or "could not be told" in " ".join(convert.convert(nothing).warnings)
+    path = tmp_path / "close-up.png"
+    picture.save(path)
+    [read] = read_inputs([str(path)], previews=1)
+    assert "may not be cleanly separated" in read.warning
+
+
+def test_the_sheet_gets_the_product_apart_and_the_turn(tmp_path):
+    item = _product(SHOE, turn=7.0)
+    picture = _on(item, _wood((item.size[0] + 140, item.size[1] + 110)))
+    picture.save(tmp_path / "tilted-on-wood.png")
+    [read] = read_inputs([str(tmp_path / "tilted-on-wood.png")], previews=1)
+    assert read.separated is not None and read.separated.ndim == 3 and max(read.separated.shape[:2]) <= 96
+    assert read.turned == pytest.approx(-7.0, abs=1.0)
+    [plain] = read_inputs([str(tmp_path / "tilted-on-wood.png")])  # no sheet: no thumbnails kept
+    assert plain.separated is None and plain.turned == read.turned
