@@ -101,7 +101,7 @@ def _event(step: int = 0, summary=None, wall_time: float | None = None):
     return event
 
 
-def _scalars(step: int, values: dict, first: bool) -> dict:
+def _scalars(step: int, values: dict, first: bool, wall_time: float | None = None) -> dict:
     """One event per sub-run with a float32 scalar per column of ``values`` (TensorBoard's default Rust
     loader reads no float64 scalar: measured, it shows none); the plugin metadata only on a file's first
     value of a tag (TensorBoard keeps the first it sees)."""
@@ -118,7 +118,7 @@ def _scalars(step: int, values: dict, first: bool) -> dict:
         if first:
             entry.metadata.CopyFrom(metadata.create_summary_metadata(display_name=tag,
                                                                      description=DESCRIPTIONS[column]))
-    return {sub_run: _event(step, summary) for sub_run, summary in summaries.items()}
+    return {sub_run: _event(step, summary, wall_time) for sub_run, summary in summaries.items()}
 
 
 def _hparams(hparams: dict, trial_id: str, status: str | None) -> list:
@@ -175,8 +175,9 @@ def run_events(history: list[dict], hparams: dict, trial_id: str, status: str | 
     """Every event of one run or member by sub-run, in order: the HParams session in the run's own folder;
     the epochs in train/ and validation/; the test metrics and the pictures in test/."""
     events: dict[str, list] = {SESSION: _hparams(hparams, trial_id, status), TRAIN: [], VALIDATION: []}
-    for number, row in enumerate(history):
-        for sub_run, event in _scalars(row["epoch"], epoch_values(row, hparams["learning_rate"]), number == 0).items():
+    for number, (row, ended) in enumerate(zip(history, _ends(history))):
+        values = epoch_values(row, hparams["learning_rate"])
+        for sub_run, event in _scalars(row["epoch"], values, number == 0, ended).items():
             events[sub_run].append(event)
     if test and history:
         test_values = {column: test[column] for column in TEST_COLUMNS}
@@ -184,6 +185,17 @@ def run_events(history: list[dict], hparams: dict, trial_id: str, status: str | 
     if images:
         events[TEST] = events.get(TEST, []) + _pictures(images, history)
     return events
+
+
+def _ends(history: list[dict]) -> list[float]:
+    """When each epoch ended, counted back from now by the epochs' own seconds: a rewrite keeps the epochs
+    apart in TensorBoard's wall-time axis and "Relative" column (the time between epochs is not kept)."""
+    now, ends = time.time(), []
+    for row in reversed(history):
+        ends.append(now)
+        seconds = row.get("epoch_seconds")
+        now -= seconds if isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds > 0 else 0.0
+    return ends[::-1]
 
 
 def _records(events) -> bytes:
