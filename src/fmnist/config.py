@@ -30,6 +30,33 @@ OPTIMIZERS = {
 }
 
 
+@dataclasses.dataclass(frozen=True)
+class Network:
+    """A model by name: what it is (``summary``, for --help) and the layers model.py builds between the
+    normalization and the ``logits`` Dense: ``convolutions`` (the filters of each 3x3 ReLU convolution,
+    each followed by a 2x2 average pool), then Flatten, then a ReLU Dense of each ``hidden`` width, with
+    ``between`` ("batch" or "layer": BatchNormalization or LayerNormalization) after the Dense and before
+    its ReLU. The names and shapes live here, beside the optimizers, because the settings check them and
+    this module imports no Keras; model.py turns a Network into layers and counts its parameters."""
+
+    summary: str
+    hidden: tuple[int, ...] = (300, 100)  # the tutorial's two ReLU layers
+    between: str | None = None
+    convolutions: tuple[int, ...] = ()
+
+
+MODELS = {
+    "mlp": Network("the tutorial's MLP: Flatten, Dense 300 and 100 with ReLU"),
+    "mlp-bn": Network("the MLP with BatchNormalization after each hidden Dense, before its ReLU", between="batch"),
+    "mlp-ln": Network("the MLP with LayerNormalization after each hidden Dense, before its ReLU", between="layer"),
+    # A small CNN: 315,146 trainable parameters (model.trainable_parameters("cnn")). It downsamples by
+    # striding, not pooling: jax2onnx 0.17.1 writes MaxPooling2D as a MaxPool over four axes that
+    # onnxruntime 1.32 refuses to run ("Unsupported pooling size"), and AveragePooling2D as a Conv over
+    # six axes whose shapes ONNX's strict inference cannot follow (fmnist's ONNX check needs them).
+    "cnn": Network("Conv 32 and Conv 64 (3x3, stride 2, ReLU), Dense 128 ReLU", hidden=(128,), convolutions=(32, 64)),
+}
+
+
 MONITORS = ("val_loss", "val_accuracy")  # what early stopping watches: lower loss, higher accuracy is better
 MAX_SEED = 2**32 - 1  # NumPy's and Keras's seeds are 32-bit
 MAX_NAME_BYTES = 200
@@ -45,6 +72,12 @@ def check_seed(seed, count: int = 1) -> None:
 def check_optimizer(name: str) -> str:
     if name not in OPTIMIZERS:
         raise UsageError(f"optimizer {name!r}: unknown; choose from {', '.join(OPTIMIZERS)}", "optimizer")
+    return name
+
+
+def check_model(name: str) -> str:
+    if not isinstance(name, str) or name not in MODELS:
+        raise UsageError(f"model {name!r}: unknown; choose from {', '.join(MODELS)}", "model")
     return name
 
 
@@ -65,6 +98,7 @@ class TrainConfig:
     # not improved for this many epochs; the saved model is the best epoch's. None: train every epoch.
     early_stopping: int | None = None
     monitor: str = "val_loss"  # or "val_accuracy"
+    model: str = "mlp"  # the tutorial's network; MODELS lists the others (a run written before it was a setting: mlp)
 
     def __post_init__(self):
         if self.name is None:
@@ -92,19 +126,23 @@ class TrainConfig:
 
         normalization.get(self.normalization)  # raises UsageError listing the valid names
         check_optimizer(self.optimizer)
+        check_model(self.model)
 
     def default_name(self) -> str:
         """"tutorial" for the tutorial's settings, else the settings that differ from them, in the order
-        that matters most (``per-image``, ``none-adam-lr0.0001``, ``standard-seed3``)."""
+        that matters most (``per-image``, ``none-adam-lr0.0001``, ``standard-seed3``), after the model when
+        it is not the tutorial's MLP (``cnn``, ``mlp-bn-none``)."""
         tutorial = TrainConfig(name="tutorial")
         parts = [self.normalization] if self.normalization != tutorial.normalization else []
         parts += [self.optimizer] if self.optimizer != tutorial.optimizer else []
         parts += [f"lr{self.learning_rate:g}"] if self.learning_rate != tutorial.learning_rate else []
         parts += [f"batch{self.batch_size}"] if self.batch_size != tutorial.batch_size else []
         parts += [f"seed{self.seed}"] if self.seed != tutorial.seed else []
-        if not parts:
-            return "tutorial"
-        return "-".join(parts if parts[0] == self.normalization else [self.normalization, *parts])
+        if parts and parts[0] != self.normalization:
+            parts.insert(0, self.normalization)
+        if self.model != tutorial.model:
+            parts.insert(0, self.model)
+        return "-".join(parts) or "tutorial"
 
 
 # fmnist compare: the tutorial's question, at the tutorial's rate and optimizer (TrainConfig's)

@@ -1,4 +1,10 @@
-"""The tutorial's classifier with its normalization inside: raw uint8 28x28 pixels in, 10 probabilities out.
+"""The classifiers, with their normalization inside: raw uint8 28x28 pixels in, 10 probabilities out.
+
+A model is chosen by name (``config.MODELS``: the tutorial's MLP, the MLP with BatchNormalization or
+LayerNormalization before each hidden ReLU, a small CNN); every one is Input -> normalization layers ->
+its own layers -> Dense "logits" -> Softmax "probabilities", so the engines, ``logits_view``, export and
+serving treat them alike. Trainable parameters: mlp 266,610; mlp-bn and mlp-ln 267,410 (a scale and an
+offset per hidden unit; mlp-bn also keeps 800 moving statistics); cnn 315,146 (``trainable_parameters``).
 
 Optimizers are chosen by name; the tutorial compiled with the string 'sgd' (plain SGD, learning rate
 0.01). The learning rate is an optimizer variable, so members of a sweep can each carry their own.
@@ -12,14 +18,18 @@ raw 0..255 pixels most samples start that way (raw pixels, Adam 1e-5, 2 epochs, 
 keep the softmax, so predict, serve, ONNX and ``keras.models.load_model`` see probabilities.
 """
 
+import functools
+
 import keras
 
 from fmnist import normalization
-from fmnist.config import OPTIMIZERS, check_optimizer
+from fmnist.config import MODELS, OPTIMIZERS, check_model, check_optimizer
 
 PIXELS = 28 * 28
-HIDDEN = (300, 100)  # the tutorial's two ReLU layers
+HIDDEN = MODELS["mlp"].hidden  # the tutorial's two ReLU layers
 CLASSES = 10
+# The mlp's layer widths and parameters: the members of a sweep or comparison are always the mlp
+# (build_member_model), so the study's memory model counts these.
 WIDTHS = (PIXELS, *HIDDEN, CLASSES)
 TRAINABLE_PARAMETERS = sum((width + 1) * after for width, after in zip(WIDTHS, WIDTHS[1:]))  # 266,610
 
@@ -32,10 +42,13 @@ def build_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimiz
     return keras.optimizers.SGD(learning_rate=learning_rate, momentum=spec.momentum, nesterov=spec.nesterov)
 
 
-def build_model(method: str, stats: dict, learning_rate: float = 0.01, optimizer: str = "sgd") -> keras.Model:
-    """Input(uint8 28x28) -> normalization layers -> Flatten -> Dense 300 relu -> 100 relu -> 10 -> softmax."""
+def build_model(method: str, stats: dict, learning_rate: float = 0.01, optimizer: str = "sgd",
+                model: str = "mlp") -> keras.Model:
+    """Input(uint8 28x28) -> normalization layers -> the layers of ``model`` -> Dense 10 -> softmax; the
+    tutorial's mlp: Flatten -> Dense 300 relu -> 100 relu. The Keras name is ``fmnist_<method>`` whatever
+    the network (export reads the normalization from it into the ONNX metadata)."""
     return _compiled(normalization.get(method).build(stats), f"fmnist_{method.replace('-', '_')}",
-                     learning_rate, optimizer)
+                     learning_rate, optimizer, model)
 
 
 def build_member_model(optimizer: str) -> keras.Model:
@@ -49,11 +62,37 @@ def build_member_model(optimizer: str) -> keras.Model:
     return _compiled([MemberNormalization(name="member_normalization")], "fmnist_members", 0.01, optimizer)
 
 
-def _compiled(normalization_layers: list, name: str, learning_rate: float, optimizer: str) -> keras.Model:
+@functools.cache
+def trainable_parameters(model: str) -> int:
+    """The trainable parameters of the model named ``model``, counted by Keras on a built one (building
+    it draws initial weights from Keras's global random state: not between a seed and ``build_model``)."""
+    built = _compiled([], f"count_{model}".replace("-", "_"), 0.01, "sgd", model)
+    return sum(int(variable.numpy().size) for variable in built.trainable_variables)
+
+
+def network_layers(model: str) -> list:
+    """The layers of ``config.MODELS[model]`` between the normalization and the logits."""
+    network = MODELS[check_model(model)]
+    layers = []
+    if network.convolutions:
+        layers.append(keras.layers.Reshape((28, 28, 1)))  # one channel: the grey level
+        for filters in network.convolutions:
+            layers.append(keras.layers.Conv2D(filters, 3, strides=2, activation="relu"))
+    layers.append(keras.layers.Flatten())
+    for width in network.hidden:
+        if network.between is None:
+            layers.append(keras.layers.Dense(width, activation="relu"))
+            continue
+        between = keras.layers.BatchNormalization() if network.between == "batch" else keras.layers.LayerNormalization()
+        layers += [keras.layers.Dense(width), between, keras.layers.ReLU()]
+    return layers
+
+
+def _compiled(normalization_layers: list, name: str, learning_rate: float, optimizer: str,
+              model: str = "mlp") -> keras.Model:
     layers = [keras.Input(shape=(28, 28), dtype="uint8", name="pixels"), *normalization_layers]
     layers += [
-        keras.layers.Flatten(),
-        *(keras.layers.Dense(width, activation="relu") for width in HIDDEN),
+        *network_layers(model),
         keras.layers.Dense(CLASSES, name="logits"),
         keras.layers.Softmax(name="probabilities"),
     ]

@@ -7,18 +7,21 @@ import dataclasses
 import sys
 
 from fmnist.cli import common, report
-from fmnist.config import COMPARE_METHODS, COMPARE_SEEDS, MONITORS
+from fmnist.config import COMPARE_METHODS, COMPARE_SEEDS, MODELS, MONITORS
 from fmnist.reporting import tables
 from fmnist.runtime import stop_on_signals
 
 
 def add_parsers(commands) -> None:
-    train = commands.add_parser("train", help="train the tutorial's model and write a run folder",
+    train = commands.add_parser("train", help="train the tutorial's model (or another, --model) and write a run folder",
                                 epilog=common.methods_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter,
-                                description="Train the tutorial's MLP; writes config.json, history.csv, "
+                                description="Train the tutorial's MLP (or the network --model names); writes config.json, history.csv, "
                                 "metrics.json, model.keras, model_summary.txt, learning_curves.png, TensorBoard events and report.html "
                                 "into the run folder.")
     common.train_options(train)
+    train.add_argument("--model", metavar="NAME",
+                       help="the network between the normalization and the 10 outputs (default mlp, the tutorial's): "
+                       + "; ".join(f"{name}: {network.summary}" for name, network in MODELS.items()))
     train.add_argument("--output-dir", metavar="FOLDER", help="run folder (new or empty; default runs/<UTC time>-<name>)")
     train.add_argument("--name", help="run name, the run folder's suffix and the figures' title (default: tutorial, or "
                        "the settings that differ from the tutorial's, e.g. per-image-adam-lr0.001)")
@@ -60,12 +63,13 @@ def train_command(args) -> int:
     from fmnist.training.resume import resume_config
     from fmnist.training.train import train
 
+    named = common.given(args) | ({"model": args.model} if args.model is not None else {})
     if args.resume:
         if args.output_dir:
             raise UsageError("--resume names the run folder; --output-dir cannot be used with it")
-        config, output_dir = resume_config(args.resume, common.given(args)), args.resume
+        config, output_dir = resume_config(args.resume, named), args.resume
     else:
-        config, output_dir = TrainConfig(**common.given(args), name=args.name), args.output_dir
+        config, output_dir = TrainConfig(**named, name=args.name), args.output_dir
     with stop_on_signals() as should_stop:
         result = train(config, output_dir, resume=bool(args.resume), should_stop=should_stop,
                        progress=Progress(config.epochs, quiet=args.quiet))

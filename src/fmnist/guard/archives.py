@@ -29,7 +29,8 @@ MEMBERS = ("config.json", "metadata.json", "model.weights.h5")  # what Keras 3 w
 # The layers fmnist's models are made of, and shape-only ones: each has a weight count known from its
 # config, so the whole model's size is known before Keras builds it.
 LAYERS = ("InputLayer", "Rescaling", "Normalization", "PerImageStandardization", "Flatten", "Dense", "Dropout",
-          "Activation", "Softmax", "ReLU", "Reshape")
+          "Activation", "Softmax", "ReLU", "Reshape", "BatchNormalization", "LayerNormalization", "Conv2D")
+MAX_KERNEL = 28  # a convolution's kernel, each side
 MAX_UNITS = 2**16
 MAX_PARAMETERS = limits.MAX_MODEL_WEIGHTS_BYTES // 4  # float32
 MAX_HDF5_OBJECTS = 10_000  # groups and datasets; the tutorial's weights file has 30
@@ -90,7 +91,7 @@ def check_config(path: Path, payload: bytes) -> None:
             count = len(named) if isinstance(named, list) else "no"
             raise DataError(f"{path}: the model has {count} {key.split('_')[0]}s; expected one (28, 28) input and "
                             "one probability vector out")
-    width, parameters, inputs = 28 * 28, 0, 0
+    width, channels, parameters, inputs = 28 * 28, 1, 0, 0
     for layer in layers:
         name = layer.get("class_name") if isinstance(layer, dict) else None
         settings = layer.get("config") if isinstance(layer, dict) else None
@@ -104,12 +105,8 @@ def check_config(path: Path, payload: bytes) -> None:
                 shown = tuple(shape[1:]) if isinstance(shape, list) else shape
                 raise DataError(f"{path}: model takes {shown} inputs; expected (28, 28) to (10,): raw pixels in, "
                                 "a probability per class out")
-        if name == "Dense":
-            units = settings.get("units")
-            if isinstance(units, bool) or not isinstance(units, int) or not 1 <= units <= MAX_UNITS:
-                raise DataError(f"{path}: a Dense layer of {units!r} units; expected 1 to {MAX_UNITS:,}")
-            parameters += width * units + units  # an upper bound: no layer is wider than the widest seen
-            width = max(width, units)
+        added, width, channels = _weights(path, name, settings, width, channels)
+        parameters += added
     if inputs != 1:
         raise DataError(f"{path}: the model has {inputs} inputs; expected one (28, 28) input")
     if parameters > MAX_PARAMETERS:
@@ -118,6 +115,31 @@ def check_config(path: Path, payload: bytes) -> None:
     if not _is_softmax(output):
         raise DataError(f"{path}: the model's output layer ({output.get('class_name')}) is not a softmax; "
                         "expected a probability vector per image")
+
+
+def _weights(path: Path, name: str, settings: dict, width: int, channels: int) -> tuple[int, int, int]:
+    """An upper bound on a layer's weights, and the widest features and channels so far (no layer is
+    wider than the widest seen): (weights, width, channels)."""
+    if name == "Dense":
+        units = _count(path, settings.get("units"), "a Dense layer of {} units")
+        return width * units + units, max(width, units), channels
+    if name in ("BatchNormalization", "LayerNormalization"):
+        return 4 * width, width, channels  # scale, offset and (batch) two moving statistics per feature
+    if name == "Conv2D":
+        window = settings.get("kernel_size")
+        if not (isinstance(window, list) and len(window) == 2
+                and all(isinstance(side, int) and not isinstance(side, bool) and 1 <= side <= MAX_KERNEL for side in window)):
+            raise DataError(f"{path}: a Conv2D kernel of {window!r}; expected two sides of 1 to {MAX_KERNEL}")
+        filters = _count(path, settings.get("filters"), "a Conv2D layer of {} filters")
+        channels = max(channels, filters)  # a Flatten after it hands on at most 28 x 28 x channels features
+        return window[0] * window[1] * channels * filters + filters, max(width, 28 * 28 * channels), channels
+    return 0, width, channels
+
+
+def _count(path: Path, value, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_UNITS:
+        raise DataError(f"{path}: {what.format(repr(value))}; expected 1 to {MAX_UNITS:,}")
+    return value
 
 
 def _output_layer(top: dict, layers: list, kind: str) -> dict:

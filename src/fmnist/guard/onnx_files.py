@@ -31,13 +31,13 @@ from fmnist.guard.limits import (
 STANDARD_DOMAINS = ("", "ai.onnx")  # the ONNX operator set; no custom operator libraries are loaded
 # What `fmnist export` writes (jax2onnx, every normalization; the per-image one broadcasts with Expand to a
 # shape it computes from the input's, which shape inference follows).
-EXPORTED = frozenset({"Add", "Cast", "Concat", "Div", "Expand", "Gather", "Greater", "Max", "MatMul", "Mul",
+EXPORTED = frozenset({"Add", "Cast", "Concat", "Conv", "Div", "Expand", "Gather", "Greater", "Max", "MatMul", "Mul",
                       "ReduceMean", "ReduceSum", "ReduceSumSquare", "Relu", "Reshape", "Shape", "Softmax", "Sqrt",
                       "Sub", "Unsqueeze", "Where"})
 # The elementwise, linear and reshaping operators other converters (torch.onnx, tf2onnx) write for such a
 # model: each output is at most its inputs' size or a shape inference knows. Not Loop, Scan, If (control
 # flow), ConstantOfShape, Tile, Range, Resize, Pad, OneHot (a tensor from a count), sequences, strings,
-# random numbers, convolutions.
+# random numbers. A convolution's work is its output times its kernel (weights' shape, which the file holds).
 CONVERTERS = frozenset({"Abs", "BatchNormalization", "Ceil", "Clip", "Constant", "Dropout", "Elu", "Equal", "Erf",
                         "Exp", "Flatten", "Floor", "Gelu", "Gemm", "GreaterOrEqual", "HardSigmoid", "Identity",
                         "LeakyRelu", "Less", "LessOrEqual", "Log", "LogSoftmax", "Mean", "Min", "Neg", "Not", "Pow",
@@ -153,6 +153,10 @@ def _check_cost(proto, name: Path, onnx) -> tuple[int, int]:
         if node.op_type in ("MatMul", "Gemm") and ins and outs:
             inner = _inner(types[node.input[0]], node)
             work.append((outs[0][0] * inner[0], outs[0][1] + inner[1]))
+        if node.op_type == "Conv" and len(ins) > 1 and outs:  # every output sums one filter: weights / filters
+            filters = (_dims(types.get(node.input[1])) or (1,))[0]
+            per_output = ins[1][0] // filters if isinstance(filters, int) and filters > 0 else ins[1][0]
+            work.append((outs[0][0] * per_output, outs[0][1] + ins[1][1]))
         if any(power > 1 for _, power in work):
             raise DataError(f"{name}: {where} costs the square of the batch size; refused")
         for elements, power in work:

@@ -126,6 +126,19 @@ def _convert(model, temporary: Path, path: Path) -> str:
     except Exception as error:  # the converters raise many types; one line says which step failed
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise ExportFailed(f"{path}: not written: ONNX conversion failed ({converter}: {reason})") from None
+    _inline(temporary)
     return converter
+
+
+def _inline(path: Path) -> None:
+    """One self-contained file: jax2onnx moves initializers over 1 MB (the cnn's Dense) into ``<name>.data``
+    beside it, and fmnist runs no model that reads other files."""
+    import onnx
+
+    data = path.with_name(path.name + ".data")
+    if data.exists():
+        proto = onnx.load(str(path), load_external_data=True)
+        onnx.save_model(proto, str(path), save_as_external_data=False)
+        data.unlink()
 
 

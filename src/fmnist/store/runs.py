@@ -32,7 +32,7 @@ from fmnist.runtime import environment
 from fmnist.store import artifacts
 
 RESULT_SETTINGS = ("seed", "batch_size", "normalization", "learning_rate", "optimizer", "engine", "valid_size", "verify",
-                   "early_stopping", "monitor")
+                   "early_stopping", "monitor", "model")
 
 
 def check_new_folder(output_dir: str | os.PathLike) -> Path:
@@ -221,7 +221,7 @@ def member_binding(recorded: dict) -> str:
 
 
 # Settings added since runs were first bound: in a digest only when set, so older checkpoints still match.
-LATER_SETTINGS = {"early_stopping": None, "monitor": "val_loss"}
+LATER_SETTINGS = {"early_stopping": None, "monitor": "val_loss", "model": "mlp"}
 
 
 def _digest(recorded: dict, keys) -> str:

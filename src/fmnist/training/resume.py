@@ -22,7 +22,7 @@ from fmnist import engines
 from fmnist.config import SweepConfig, TrainConfig
 from fmnist.errors import DataError, UsageError
 from fmnist.store import artifacts, program_files, studies
-from fmnist.store.runs import RESULT_SETTINGS, read_config
+from fmnist.store.runs import LATER_SETTINGS, RESULT_SETTINGS, read_config
 from fmnist.training.grid import StudyMember, members_of, plan_programs
 
 
@@ -46,7 +46,9 @@ def resume_config(run_dir: str | os.PathLike, given: dict) -> TrainConfig:
     recorded = read_config(run_dir)["settings"]
     if "engine" in given:
         given = given | {"engine": engines.resolve(given["engine"], keras.backend.backend())}
-    check_unchanged(run_dir, "run", recorded, {key: value for key, value in given.items() if key in RESULT_SETTINGS})
+    # a setting added since the run was written was its default then (a run before --model trained the mlp)
+    check_unchanged(run_dir, "run", LATER_SETTINGS | recorded,
+                    {key: value for key, value in given.items() if key in RESULT_SETTINGS})
     fields = {field.name for field in dataclasses.fields(TrainConfig)}
     settings = {key: value for key, value in recorded.items() if key in fields}
     return TrainConfig(**(settings | {key: given[key] for key in ("epochs", "data_dir") if key in given}))

@@ -1,7 +1,7 @@
 """``train(config)``: the tutorial's pipeline from IDX files to a run folder, in two steps.
 
-``setup_run``: data -> split -> fit normalization on the training split -> model with the
-normalization inside -> run folder (new, or reopened to resume). ``fit_epochs``: the engine, one epoch
+``setup_run``: data -> split -> fit normalization on the training split -> model (``config.model``,
+by name) with the normalization inside -> run folder (new, or reopened to resume). ``fit_epochs``: the engine, one epoch
 at a time, a checkpoint after each. Then test metrics and the run's files (write_results).
 """
 
@@ -102,7 +102,7 @@ def setup_run(config: TrainConfig, output_dir: str | os.PathLike | None = None, 
     tell_resume(should_stop, f"fmnist train --resume {run_dir}")  # the folder exists: a second signal says so
 
     keras.utils.set_random_seed(config.seed)  # initialization comes from the run's seed
-    model = build_model(config.normalization, stats, config.learning_rate, config.optimizer)
+    model = build_model(config.normalization, stats, config.learning_rate, config.optimizer, config.model)
     history: list[dict] = []
     if saved:
         checkpoint.restore(model, saved, run_dir)
@@ -210,7 +210,8 @@ def write_results(run_dir: Path, config: TrainConfig, history: list[dict], metri
         lines = []
         model.summary(print_fn=lambda line, **_: lines.append(line))
         artifacts.write_bytes(run_dir / "model_summary.txt", ("\n".join(lines) + "\n").encode())
-    title = config.name if config.name.startswith(config.normalization) else f"{config.name} ({config.normalization})"
+    said = [part for part in (config.model, config.normalization) if part not in config.name and part != "mlp"]
+    title = f"{config.name} ({', '.join(said)})" if said else config.name  # the figure says the network and method
     plots.plot_learning_curves(history, run_dir / "learning_curves.png", title=title)
     if started is not None:
         metrics["wall_seconds"] = time.perf_counter() - started
