@@ -187,3 +187,11 @@ def test_a_run_written_before_models_had_names_resumes_as_the_mlp(trained, tmp_p
     assert "model 'cnn' differs from the run's 'mlp'" in capsys.readouterr().err
     assert main(["train", "--resume", str(run), "--epochs", "2", "--model", "mlp", "--quiet"]) == 0
     assert len(_history(run)) == 2
+
+
+def test_a_comparison_refuses_another_model_rather_than_training_the_mlp(tmp_path):
+    from fmnist.training.compare import compare
+
+    with pytest.raises(UsageError, match="model 'cnn': a comparison trains the tutorial's mlp only") as raised:
+        compare(["none", "standard"], 1, TrainConfig(model="cnn"), tmp_path / "cmp")
+    assert raised.value.field == "model" and not (tmp_path / "cmp").exists()

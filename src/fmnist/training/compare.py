@@ -61,6 +61,8 @@ def study_config(methods: list[str], seeds: int, config: TrainConfig, baseline: 
     """The sweep a comparison is: its methods and seeds at config's learning rate and optimizer."""
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise UsageError(f"seeds {seeds}: must be an integer >= 1", "seeds")
+    if config.model != "mlp":  # a study's members share one compiled program of the tutorial's network
+        raise UsageError(f"model {config.model!r}: a comparison trains the tutorial's mlp only", "model")
     return SweepConfig(methods=tuple(methods), learning_rates=(config.learning_rate,), optimizers=(config.optimizer,),
                        seeds=seeds, seed=config.seed, epochs=config.epochs, batch_size=config.batch_size,
                        valid_size=config.valid_size, baseline=baseline, save_models="all", data_dir=config.data_dir,
