@@ -111,7 +111,8 @@ class TrainConfig:
             raise UsageError(f"learning_rate {self.learning_rate}: must be a positive finite number", "learning_rate")
         if self.engine not in ENGINES:
             raise UsageError(f"engine {self.engine!r}: choose from {', '.join(ENGINES)}", "engine")
-        if not self.name or "/" in self.name or self.name.startswith(".") or "\0" in self.name:
+        if not isinstance(self.name, str) or not self.name or "/" in self.name or self.name.startswith(".") \
+                or "\0" in self.name:
             raise UsageError(f"name {self.name!r}: must be a plain, non-empty file name part", "name")
         if len(self.name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
             raise UsageError(f"name: {len(self.name.encode('utf-8', 'surrogateescape'))} bytes; at most "

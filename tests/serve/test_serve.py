@@ -269,6 +269,32 @@ def test_refused_bodies_are_answered_not_reset(server):
             connection.close()
 
 
+def test_requests_the_http_parser_refuses_are_answered_not_reset_and_leave_no_traceback(model_file):
+    """A request h11 refuses (a Content-Length that is no number, with its body sent anyway) gets its 400
+    whole, the rest drained, never a reset; a bad chunk in a request already being answered (GET /,
+    HEAD /health) ends that connection quietly: no traceback on the server's stderr."""
+    running = Server(model_file, "--timeout", str(TIMEOUT))
+    try:
+        address = (running.host, int(running.port))
+        for attempt in range(10):
+            with socket.create_connection(address, timeout=10) as sock:
+                sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n" + bytes(600_000))
+                reply = b""
+                while chunk := sock.recv(65536):
+                    reply += chunk
+                assert reply.startswith(b"HTTP/1.1 400") and reply.endswith(b"Invalid HTTP request received."), attempt
+        for request in (b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\n0\r\n\r\n",
+                        b"HEAD /health HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\n0\r\n\r\n"):
+            with socket.create_connection(address, timeout=10) as sock:
+                sock.sendall(request)
+                while sock.recv(65536):
+                    pass
+        assert running.call("/health", method="GET")[0] == 200
+    finally:
+        code, err = running.stop()
+    assert code == 143 and "Traceback" not in err, err
+
+
 def _wait_until_closed(port: int) -> None:
     """Until the server has closed every connection on ``port`` (the kernel's view, /proc/net/tcp)."""
     listening, closed = "0A", "06"  # TCP_LISTEN, TCP_TIME_WAIT: what is left once the server closed them
@@ -497,6 +523,21 @@ def test_heavy_json_bodies_keep_health_quick_and_memory_bounded(model_file):
     finally:
         code, err = served.stop()
     assert (code, err) == (143, STOPPED.format("SIGTERM", "while serving"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the server's memory from /proc")
+def test_text_among_json_pixels_is_refused_before_numpy_widens_every_pixel(server):
+    """One 128 kB string among 3 x 784 JSON pixels: NumPy made every pixel as wide as it (dtype <U131072),
+    1.2 GB for a 134 kB body (found by tests/fuzz_inputs.py --surface http); now refused before NumPy."""
+    pid = server.process.pid
+    images = np.zeros((3, 28, 28), int).tolist()
+    images[2][0][0] = "x" * 2**17
+    with contextlib.suppress(OSError):  # resets the peak (VmHWM) to the memory in use now
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    before = _proc_status(pid, "VmRSS")
+    status, answer, _ = server.call("/predict", json.dumps(images).encode(), {"content-type": "application/json"})
+    assert status == 422 and "dtype" in answer["error"], answer
+    assert _proc_status(pid, "VmHWM") - before < 64 * 2**20, (before >> 20, _proc_status(pid, "VmHWM") >> 20)
 
 
 def _free_port() -> int:

@@ -43,7 +43,7 @@ def setup(tmp_path_factory):
 
 
 def _files(folder):
-    return {path.name: path.read_bytes() for path in sorted(Path(folder).iterdir())}
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(Path(folder).rglob("*")) if path.is_file()}
 
 
 def _one_line(capsys, code, expected_code, words):
@@ -158,7 +158,8 @@ def test_a_disk_that_fills_mid_run_exits_1_and_keeps_its_files(setup, capsys):
         err = _one_line(capsys, code, 1, "cannot write (no space left on device)")
         assert "checkpoint.npz" in err
         # whole, and no temporary left: history.csv agrees with the (absent) checkpoint
-        assert sorted(os.listdir(small / "run")) == ["config.json", "events.out.tfevents.fmnist", "history.csv"]
+        assert sorted(os.listdir(small / "run")) == ["config.json", "events.out.tfevents.fmnist", "history.csv", "train",
+                                                     "validation"]
         assert json.loads((small / "run" / "config.json").read_text())["settings"]["epochs"] == 1
         assert (small / "run" / "history.csv").read_text() == "epoch,loss,accuracy,val_loss,val_accuracy,epoch_seconds\n"
 
@@ -390,6 +391,14 @@ RUN_CASES = [  # (file, damage, words): the run folder of small_results (3 epoch
     ("config.json", _json("settings", "data_dir", value=5), "damaged settings (data_dir 5: must be text or null)"),
     ("config.json", _json("settings", "epochs", value="3" * 5000), "damaged settings (epochs 333"),
     ("config.json", _json("study_member", value=5), "damaged study_member (not a JSON object)"),
+    # found by tests/fuzz_inputs.py --surface reports: a setting gone, a name that is a list, a 400-digit number
+    ("config.json", _json("settings", "normalization", value=None), "damaged settings (no normalization)"),
+    ("config.json", _json("settings", "name", value=["x"]), "config.json: damaged settings ("),
+    ("config.json", _json("settings", "learning_rate", value=10**400), "damaged settings (learning_rate 1000"),
+    ("metrics.json", _json("test_accuracy", value=10**400), "damaged metrics file (test_accuracy '1000"),
+    ("evaluation.json", _json("test_loss", value=10**400), "damaged evaluation file (test_loss '1000"),
+    ("evaluation.json", _json("per_class", 0, "support", value=10**400), "damaged evaluation file"),
+    ("evaluation.json", _json("per_class", 0, "class", value=10**400), "damaged evaluation file"),
     ("learning_curves.png", _outside, "learning_curves.png leads outside"),
     ("confusion_matrix.png", _outside, "confusion_matrix.png leads outside"),
     ("evaluation.json", _outside, "evaluation.json leads outside"),

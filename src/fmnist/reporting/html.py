@@ -99,7 +99,7 @@ def pairs(items: list[tuple[str, object]], attributes: str = "") -> str:
 
 def png_size(payload: bytes) -> tuple[int, int]:
     """Width and height from a PNG's IHDR chunk (for the img tag: the page keeps its layout as it loads)."""
-    if payload[:8] != b"\x89PNG\r\n\x1a\n" or payload[12:16] != b"IHDR":
+    if len(payload) < 24 or payload[:8] != b"\x89PNG\r\n\x1a\n" or payload[12:16] != b"IHDR":
         raise ValueError("not a PNG file")
     return struct.unpack(">II", payload[16:24])
 

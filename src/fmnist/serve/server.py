@@ -62,7 +62,8 @@ class _Lingering:
         if self.lingering:
             return
         cycle = self._protocol.cycle
-        unread = cycle is not None and cycle.more_body and not cycle.disconnected
+        unread = (cycle is not None and cycle.more_body and not cycle.disconnected
+                  or self._protocol.conn.their_state is h11.ERROR)  # h11 refused the request: its rest is unread
         if not unread or self._protocol.stopping or self._transport.is_closing() or not self._transport.can_write_eof():
             self._transport.close()
             return
@@ -128,6 +129,20 @@ class HeaderDeadline(H11Protocol):
             self._deadline = None
         self.transport.hang_up()
         super().connection_lost(exc)
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's 400 for a request h11 refuses; an answer under way is cut instead (a bad chunk in a
+        request already answered), and a HEAD request, whose 400 h11 cannot frame, is closed."""
+        if self.cycle is not None:  # the application's answer, if it comes, goes nowhere
+            self.cycle.disconnected = True
+            self.cycle.message_event.set()
+            if self.cycle.response_started:
+                self.transport.close()
+                return
+        try:
+            super().send_400_response(msg)
+        except h11.LocalProtocolError:
+            self.transport.close()
 
     def _too_slow(self) -> None:
         self._deadline = None

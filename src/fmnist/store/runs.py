@@ -103,6 +103,10 @@ def read_config(run_dir: str | os.PathLike) -> dict:
     if not isinstance(recorded.get("data"), dict):
         raise DataError(f"{path}: damaged run configuration (no data record)")
     check_settings(recorded["settings"], TrainConfig, path)
+    missing = [field.name for field in dataclasses.fields(TrainConfig)
+               if field.name not in recorded["settings"] and field.name not in LATER_SETTINGS]
+    if missing:  # every run records every setting but those added since (which take their defaults)
+        raise DataError(f"{path}: damaged settings (no {missing[0]})")
     check_record(recorded, path, {"run_id": str, "environment": dict, "study_member": dict})
     return recorded
 
@@ -124,12 +128,15 @@ def check_settings(settings: dict, config_class, path: Path) -> None:
     """Refuse recorded settings that the settings object would refuse (a number that is text, markup
     where a batch size belongs): whatever reads them, the report page included, gets valid values."""
     fields = {field.name for field in dataclasses.fields(config_class)}
+    for key, value in settings.items():
+        if not _fits(value):  # JSON's integers have no bound; the page shows a rate as a float
+            raise DataError(f"{path}: damaged settings ({key} {brief(value, 40)}: larger than any float)")
     given = {key: tuple(value) if isinstance(value, list) else value for key, value in settings.items() if key in fields}
     if config_class is TrainConfig and given.get("engine") in ("auto", *ENGINES):
         given["engine"] = "auto"  # the engine that ran it; any of them trains the same settings
     try:
         config_class(**given)
-    except (UsageError, TypeError, ValueError) as error:
+    except (UsageError, TypeError, ValueError, AttributeError) as error:  # AttributeError: a name that is a list
         raise DataError(f"{path}: damaged settings ({brief(error)})") from None
     if not isinstance(settings.get("verify", True), bool):
         raise DataError(f"{path}: damaged settings (verify {brief(settings['verify'])}: must be true or false)")
@@ -167,7 +174,7 @@ def read_evaluation(path: Path) -> dict:
     rows = result.get("per_class")
     if not {"test_loss", "test_accuracy"} <= set(result) or not isinstance(rows, list) or not all(
             isinstance(row, dict) and {"class", "precision", "recall", "f1"} <= set(row) and _whole(row.get("support"))
-            for row in rows) or not _whole(result.get("mistakes_shown", 0)):
+            and isinstance(row["class"], str) for row in rows) or not _whole(result.get("mistakes_shown", 0)):
         raise DataError(f"{path}: damaged evaluation file (test_loss, test_accuracy and per class its scores and "
                         "support)")
     for row in rows:
@@ -176,14 +183,32 @@ def read_evaluation(path: Path) -> dict:
 
 
 def _whole(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, int) and not isinstance(value, bool) and _number(value)
+
+
+def _number(value) -> bool:
+    """A JSON number that a float holds (the page shows it as one): not an integer of 400 digits."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
+
+
+def _fits(value) -> bool:
+    """Whether every integer in ``value`` (a setting: a number, text, or a list of them) is one a float holds."""
+    if isinstance(value, list):
+        return all(_fits(item) for item in value)
+    return not isinstance(value, int) or isinstance(value, bool) or _number(value)
 
 
 def _numbers(record: dict, keys, path: Path, what: str) -> None:
     """Each of ``keys`` in ``record``, where present, a number or null (JSON's NaN)."""
     for key in keys:
         value = record.get(key)
-        if key in record and value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        if key in record and value is not None and not _number(value):
             raise DataError(f"{path}: damaged {what} ({key} {brief(value, 40)!r} is not a number)")
 
 
