@@ -48,9 +48,10 @@ from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
+import colorsys
+
 import numpy as np
 from PIL import Image, ImageFilter
-import colorsys
 
 from fmnist import data
 from fmnist.inference.load import load_model
