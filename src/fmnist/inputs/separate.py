@@ -90,8 +90,8 @@ def separate(rgb, textured: bool = True, untilt: bool = True) -> Scene:
         scene = _textured(rgb)
     else:
         return Scene(rgb, None, None)
-    if untilt and scene.product is not None and scene.product.any():
-        scene = _untilted(scene)
+    if untilt and scene.product is not None and scene.product.any() and not scene.product[_border(scene.product.shape, 1)].any():
+        scene = _untilted(scene)  # a product the frame cuts has no box of its own to turn
     return scene
 
 
