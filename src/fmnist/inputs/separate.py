@@ -85,7 +85,7 @@ def separate(rgb, textured: bool = True, untilt: bool = True) -> Scene:
     if product is not None:
         scene = Scene(rgb, background, product)
         if textured and _lighter_and_darker(rgb, background, product):
-            scene = _on_white(rgb, _outline_off(product), warnings=[])
+            scene = _on_white(rgb, _fill_small_holes(_largest(_outline_off(product))), warnings=[])
     elif textured:
         scene = _textured(rgb)
     else:
@@ -159,10 +159,9 @@ def _textured(rgb) -> Scene:
 
 
 def _on_white(rgb, mask: np.ndarray, warnings: list[str]) -> Scene:
-    """The product (``mask``, any size: scaled to the picture's) laid on white."""
+    """The product (a cleaned ``mask``, any size: scaled to the picture's) laid on white."""
     from PIL import Image
 
-    mask = _fill_small_holes(_largest(mask > 0.5))
     soft = Image.fromarray(mask.astype(np.uint8) * 255).resize(rgb.size, Image.Resampling.BILINEAR)
     picture = Image.composite(rgb, Image.new("RGB", rgb.size, WHITE), soft)
     return Scene(picture, WHITE, np.asarray(soft) > 127, separated=True, warnings=warnings)
