@@ -71,10 +71,11 @@ def test_trim_finds_the_known_box_by_the_five_percent_rule():
 
 
 def test_corners_that_disagree_or_a_speck_are_not_trimmed():
-    split = Image.new("RGB", (120, 80), (255, 255, 255))
-    split.paste((0, 0, 0), (0, 0, 60, 80))  # two corners white, two black: no one background
-    assert separate.corner_colour(split) is None
-    assert _convert(split).warnings == ["the product could not be told from the textured background",
+    quarters = Image.new("RGB", (120, 80), (255, 255, 255))
+    for colour, quarter in zip([(0, 0, 0), (255, 0, 0), (0, 0, 255)], [(0, 0, 60, 40), (60, 40, 120, 80), (0, 40, 60, 80)]):
+        quarters.paste(colour, quarter)  # no two corners agree, and no colour holds 30% of the border
+    assert separate.corner_colour(quarters) is None and separate.band_colour(quarters) is None
+    assert _convert(quarters).warnings == ["the product could not be told from the textured background",
                                         "no uniform background (the corners differ): not trimmed"]
     one_corner = Image.new("RGB", (120, 80), (255, 255, 255))
     one_corner.paste((0, 0, 0), (100, 60, 120, 80))  # an item in one corner: three still agree

@@ -105,6 +105,24 @@ def test_opaque_light_parts_on_grey_are_laid_on_white_and_translucent_items_are_
     assert not separate.separate(plain).separated
 
 
+@pytest.mark.parametrize("background", [(255, 255, 255), (200, 200, 200), (250, 235, 240)])
+def test_a_product_cropped_to_its_edges_stays_on_its_plain_background(background):
+    """Cropped to the item, a dress covers the two lower corners and trousers cross the border four times:
+    the background is still plain (the border band's commonest colour), nothing is separated or turned, and
+    the conversion matches the same product with a margin."""
+    dress = _product([(25, 0), (35, 0), (60, 150), (0, 150)]).crop((0, 0, 180, 450))
+    cropped = _on(dress, Image.new("RGB", dress.size, background), at=(0, 0))
+    scene = separate.separate(cropped)
+    assert separate.band_colour(cropped) == background and scene.background == background
+    assert not scene.separated and scene.turned == 0.0
+    with_margin = _on(dress, Image.new("RGB", (dress.size[0] + 60, dress.size[1] + 60), background), at=(30, 30))
+    difference = np.abs(convert.convert(cropped).image.astype(int) - convert.convert(with_margin).image.astype(int))
+    assert difference.mean() < 8, difference.mean()
+    legs = Image.new("RGB", (60, 150), background)
+    ImageDraw.Draw(legs).polygon([(8, 0), (52, 0), (59, 149), (36, 149), (30, 40), (24, 149), (0, 149)], fill=(30, 30, 50))
+    assert not separate.separate(legs).separated
+
+
 def test_a_product_that_fills_a_textured_picture_is_flagged(tmp_path):
     item = _product(SHIRT, scale=3)  # a close-up: the product reaches into the border the wood is learned from
     picture = _on(item, _wood((item.size[0] + 20, item.size[1] + 20), seed=1), at=(10, 10))

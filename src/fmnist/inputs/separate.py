@@ -4,9 +4,12 @@ Every Fashion-MNIST image was made from a product photo on a plain light backgro
 pictures are not all like that. ``separate`` returns the product on a plain background (the picture
 itself when its background is plain already), turned upright when the camera was tilted:
 
-* **Plain background**: at least three corners agree (``corner_colour``), the border band's pixels near
-  that colour do not vary like a texture, and nine tenths of the band lie within the trim distance of
-  it (or what does not is the product itself, reaching the edge). The product is what lies farther. A
+* **Plain background**: at least three corners agree (``corner_colour``), or, when a product cropped to
+  its edges covers two corners, three tenths of the border band share one colour (``band_colour``). The
+  band's pixels near that colour (the product's blended outline aside) do not vary like a texture, and
+  nine tenths of the band lie within the trim distance of it, or what does not is the product itself,
+  reaching the edge: one part of it, or at most six stretches of the border (a brick wall's mortar
+  crosses it 4 to 40 times, a cropped product 2 to 6). The product is what lies farther. A
   product partly lighter and partly darker than a plain background (a white collar on a grey table) is
   laid on white, as a separated one is (below); one only darker, or only lighter, stays on its background.
 * **Textured or patterned background** (wood, grass, fabric, gravel: anything else): the background is
@@ -45,6 +48,8 @@ import numpy as np
 TRIM_DISTANCE = 0.05 * math.sqrt(3) * 255  # the paper's 5% of the largest distance in RGB space
 PLAIN_SHARE = 0.9  # of the border band within the trim distance of the corners' colour: a plain background
 STRAY_BAND = 0.01  # or at most this share of the band differs, apart from the product: plain as well
+MAX_CROSSINGS = 6  # or what differs crosses the border in at most this many stretches: the product, cropped
+BAND_SHARE = 0.3  # corners that disagree: the band's commonest colour, when this share of the band is near it
 # Unless the band's pixels near that colour spread this far (RMS distance in RGB) around their mean: a
 # texture. Measured on the benchmark's kinds: plain ones, JPEG and shadows included, 0-4 (at most 9.5 in a
 # picture cropped to the item's edges); wood, fabric, grass and gravel 7-13; brick 4-12.
@@ -80,7 +85,7 @@ class Scene:
 
 def separate(rgb, textured: bool = True, untilt: bool = True) -> Scene:
     """The product of a Pillow RGB picture on a plain background, upright (``textured``/``untilt``: do those steps)."""
-    background = corner_colour(rgb)
+    background = corner_colour(rgb) or band_colour(rgb)
     product = _plain_product(rgb, background) if background is not None else None
     if product is not None:
         scene = Scene(rgb, background, product)
@@ -106,6 +111,18 @@ def corner_colour(rgb) -> tuple[int, int, int] | None:
     return tuple(int(v) for v in np.rint(corners[agree].mean(axis=0)))
 
 
+def band_colour(rgb) -> tuple[int, int, int] | None:
+    """The border band's commonest colour: the one most of 600 of its pixels lie within the trim distance
+    of, when at least ``BAND_SHARE`` of them do; else None."""
+    pixels = np.asarray(rgb, dtype=np.float64)
+    samples = _sample(pixels[_border(pixels.shape[:2], _band_width(pixels.shape[:2]))], 600)
+    near = np.linalg.norm(samples[:, None] - samples[None], axis=-1) <= TRIM_DISTANCE
+    best = near[near.sum(axis=1).argmax()]
+    if best.mean() < BAND_SHARE:
+        return None
+    return tuple(int(v) for v in np.rint(samples[best].mean(axis=0)))
+
+
 def far_from(rgb, colour) -> np.ndarray:
     """Where the picture lies farther than the trim distance from ``colour`` (Euclidean in RGB, as the
     paper measures it)."""
@@ -121,18 +138,31 @@ def far_from(rgb, colour) -> np.ndarray:
 
 def _plain_product(rgb, background) -> np.ndarray | None:
     """The product on a plain background, or None when the border is not plain after all: its pixels near
-    the corners' colour vary like a texture's, or less than nine tenths of it is near that colour and what
-    is not is more than the product itself (a product cropped to its edges, or filling the frame, reaches
-    the border: that does not make the background textured)."""
+    the background's colour vary like a texture's, or less than nine tenths of it is near that colour and
+    what is not is more than the product itself (a product cropped to its edges, or filling the frame,
+    reaches the border: that does not make the background textured)."""
+    from scipy import ndimage
+
     far = far_from(rgb, background)
-    band = _border(far.shape, max(1, round(0.02 * max(far.shape))))
-    near = np.asarray(rgb, dtype=np.float64)[band & ~far]
+    width = _band_width(far.shape)
+    band = _border(far.shape, width)
+    near = np.asarray(rgb, dtype=np.float64)[band & ~ndimage.binary_dilation(far)]  # the outline's blend aside
     if len(near) and np.sqrt(((near - near.mean(axis=0)) ** 2).sum(axis=1).mean()) > TEXTURE_SPREAD:
         return None
     product = _opened(far)
-    if 1.0 - far[band].mean() < PLAIN_SHARE and (far & band & ~_largest(product)).mean() / band.mean() > STRAY_BAND:
-        return None
-    return product
+    if 1.0 - far[band].mean() >= PLAIN_SHARE or (far & band & ~_largest(product)).mean() / band.mean() <= STRAY_BAND:
+        return product
+    return product if _stretches(far[width - 1: far.shape[0] - width + 1, width - 1: far.shape[1] - width + 1]) <= MAX_CROSSINGS else None
+
+
+def _stretches(mask: np.ndarray) -> int:
+    """How many separate stretches of ``mask``'s outermost ring are set."""
+    ring = np.concatenate([mask[0, :], mask[1:, -1], mask[-1, -2::-1], mask[-2:0:-1, 0]])
+    return int(np.count_nonzero(ring & ~np.roll(ring, 1))) if not ring.all() else 1
+
+
+def _band_width(shape) -> int:
+    return max(1, round(0.02 * max(shape)))
 
 
 def _textured(rgb) -> Scene:
@@ -151,10 +181,10 @@ def _textured(rgb) -> Scene:
             mask = _settled(pixels, mask, band)
     mask = _fill_small_holes(_largest(mask))
     warnings = _doubts(mask, unlike, band)
+    if mask.mean() < MIN_AREA:  # no product found: nothing to lay on white
+        return Scene(rgb, None, None, warnings=warnings)
     if mask.sum() > 64:  # one working pixel off the outline: its blend with the background
         mask = _largest(ndimage.binary_erosion(mask))
-    if mask.sum() < 4:
-        return Scene(rgb, None, None, warnings=warnings)
     return _on_white(rgb, mask, warnings)
 
 
