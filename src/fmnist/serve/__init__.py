@@ -3,7 +3,9 @@
 ``POST /predict`` takes a PNG or JPEG (the request body, or a multipart upload) or a JSON array of raw
 28x28 pixels and answers what ``fmnist predict --format json`` prints; ``GET /health`` says the service is
 up and which model it serves; ``GET /`` is a page where a person drops a picture and sees what the model
-saw (the 28x28 image), the class and the top 3. ``app`` builds the application, ``server`` runs it.
+saw (the 28x28 image), the class and the top 3. ``app`` builds the application (routes, batched
+inference), ``uploads`` reads and checks what a request sends, ``page`` is the page at ``/``, ``server``
+runs it all with uvicorn and ``connections`` holds each connection's deadlines and limits.
 
 Importing this package imports nothing heavy: the settings live here, the web stack in the modules.
 """
