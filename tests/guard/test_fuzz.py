@@ -1,12 +1,12 @@
-"""The fuzzer (tests/fuzz_inputs.py), bounded: a fixed seed and count per surface (the same cases every time,
-a few seconds each, most of it making what the cases start from), in its own process so that its peak
-memory is its own.
+"""The fuzzer (tests/fuzz/, run as tests/fuzz_inputs.py), bounded: a fixed seed and count per surface (the
+same cases every time, a few seconds each, most of it making what the cases start from), in its own process
+so that its peak memory is its own.
 
 Inputs: every mutated PNG, JPEG, .npy, IDX, .keras (bytes and zip headers), .onnx graph and checkpoint
 must end as a prediction or an error row (a loaded model or a refusal in one line), never a traceback;
 the decompression bomb it also feeds, and the zip members whose streams go on for 64 MiB past their
 declared sizes, must not cost more than the documented bound. Study folders, run folders and HTTP
-requests: every case ends as one of the documented outcomes (fuzz_inputs.py's docstrings say which)."""
+requests: every case ends as one of the documented outcomes (the docstrings of tests/fuzz/ say which)."""
 
 import json
 import os

@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import pytest
 from conftest import as_nobody, tiny_images, write_idx
-from fuzz_inputs import flat_png, interlaced_png, png_chunk
+from fuzz.seeds import flat_png, interlaced_png, png_chunk
 from PIL import Image
 
 from fmnist import normalization

@@ -21,15 +21,9 @@ import numpy as np
 import onnx
 import pytest
 from conftest import tiny_images
-from fuzz_inputs import (
-    deflated,
-    deflated_run,
-    npz_seed,
-    onnx_seed,
-    raw_zip,
-    side_branch,
-    with_side,
-)
+from fuzz.mutations import deflated, deflated_run, raw_zip
+from fuzz.onnx_graphs import onnx_seed, side_branch, with_side
+from fuzz.seeds import npz_seed
 from onnx import TensorProto, helper, numpy_helper
 
 import fmnist

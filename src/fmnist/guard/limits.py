@@ -35,7 +35,7 @@ RATIO_CHECKED_ABOVE = 2**20  # small members (a 2 kB JSON of spaces) cannot cost
 ZIP_STEP = 2**20
 MAX_NPZ_MEMBERS = 4096  # arrays in a checkpoint.npz (an Adam run's holds about 30)
 
-# ONNX graphs, from static shape inference before onnxruntime sees them (guard/onnx_files.py). fmnist's own
+# ONNX graphs, from static shape inference before onnxruntime sees them (guard/onnx_cost.py). fmnist's own
 # exports: 17 to 47 nodes, at most 20.7 kB of intermediate tensors and 0.28 M operations per image.
 MAX_ONNX_NODES = 10_000
 MAX_ONNX_BYTES_PER_IMAGE = 8 * 2**20  # all intermediate tensors of one image: 400 times the exports'
