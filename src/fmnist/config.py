@@ -169,6 +169,7 @@ class SweepConfig:
     # 0..255 pixels near 1e-4, and 1 shows where SGD blows up.
     learning_rates: tuple[float, ...] = (1.0, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001, 3e-4, 1e-4, 3e-5, 1e-5)
     optimizers: tuple[str, ...] = ("sgd", "momentum", "adam")  # the tutorial's, and the two people reach for next
+    models: tuple[str, ...] = ("mlp",)  # the tutorial's network; MODELS lists the others (one more axis of the grid)
     seeds: int = 5  # enough for a paired t-test with 4 degrees of freedom
     seed: int = 0  # the first seed; members use seed, seed+1, ...
     epochs: int = 10  # the tutorial's
@@ -184,9 +185,10 @@ class SweepConfig:
     # A method whose best rate is the lowest or highest tried gets members at the next half-decade beyond
     # it, up to this many per side (0: none; the edge is flagged and gets no verdict).
     extend_grid: int = 2
-    # (optimizer, method, learning rate) cells the sweep added beyond the grid's edges, in order (recorded
-    # in study.json, so a resumed study has the same members)
-    extra_rates: tuple[tuple[str, str, float], ...] = ()
+    # (model, optimizer, method, learning rate) cells the sweep added beyond the grid's edges, in order
+    # (recorded in study.json, so a resumed study has the same members; a study written before models were
+    # an axis recorded (optimizer, method, learning rate): the mlp's)
+    extra_rates: tuple[tuple[str, str, str, float], ...] = ()
 
     def __post_init__(self):
         if not self.methods:
@@ -194,13 +196,17 @@ class SweepConfig:
         for name in self.methods:
             normalization.get(name)
         for field, values in (("methods", self.methods), ("optimizers", self.optimizers),
-                              ("learning_rates", self.learning_rates)):
+                              ("learning_rates", self.learning_rates), ("models", self.models)):
             if len(set(values)) != len(values):
                 raise UsageError(f"{field}: a value is named twice ({', '.join(map(str, values))})", field)
         if not self.optimizers:
             raise UsageError("optimizers: name at least one optimizer", "optimizers")
         for name in self.optimizers:
             check_optimizer(name)
+        if not self.models:
+            raise UsageError("models: name at least one model", "models")
+        for name in self.models:
+            check_model(name)
         if not self.learning_rates:
             raise UsageError("learning_rates: name at least one learning rate", "learning_rates")
         for rate in self.learning_rates:
@@ -214,7 +220,7 @@ class SweepConfig:
             raise UsageError(f"seeds {self.seeds}: at most {MAX_SEEDS:,} (a paired t-test needs a handful)", "seeds")
         check_seed(self.seed, self.seeds)
         if self.member_count > MAX_MEMBERS:
-            raise UsageError(f"{self.member_count:,} members (methods x learning rates x optimizers x seeds); at "
+            raise UsageError(f"{self.member_count:,} members (methods x learning rates x optimizers x models x seeds); at "
                              f"most {MAX_MEMBERS:,} in one study")
         if self.baseline is None:
             object.__setattr__(self, "baseline", "standard" if "standard" in self.methods else self.methods[0])
@@ -225,13 +231,18 @@ class SweepConfig:
         if isinstance(self.extend_grid, bool) or not isinstance(self.extend_grid, int) or not 0 <= self.extend_grid <= 10:
             raise UsageError(f"extend_grid {self.extend_grid}: must be an integer from 0 to 10", "extend_grid")
         try:
-            extra = tuple((str(optimizer), str(method), float(rate)) for optimizer, method, rate in self.extra_rates)
-        except (TypeError, ValueError):
-            raise UsageError(f"extra_rates {self.extra_rates!r}: must be (optimizer, method, rate) triples") from None
-        if any(optimizer not in self.optimizers or method not in self.methods or not 0 < rate < float("inf")
-               or rate in self.learning_rates for optimizer, method, rate in extra) or len(set(extra)) != len(extra):
-            raise UsageError(f"extra_rates {self.extra_rates!r}: cells of this study's optimizers and methods, "
-                             "each once, at positive rates off the grid")
+            extra = tuple((str(cell[0]), str(cell[1]), str(cell[2]), float(cell[3])) if len(cell) == 4
+                          else ("mlp", str(cell[0]), str(cell[1]), float(cell[2])) if len(cell) == 3 else None
+                          for cell in self.extra_rates)
+        except (TypeError, ValueError, IndexError, KeyError):
+            extra = (None,)
+        if None in extra:
+            raise UsageError(f"extra_rates {self.extra_rates!r}: must be (model, optimizer, method, rate) cells")
+        if any(model not in self.models or optimizer not in self.optimizers or method not in self.methods
+               or not 0 < rate < float("inf") or rate in self.learning_rates
+               for model, optimizer, method, rate in extra) or len(set(extra)) != len(extra):
+            raise UsageError(f"extra_rates {self.extra_rates!r}: cells of this study's models, optimizers and "
+                             "methods, each once, at positive rates off the grid")
         object.__setattr__(self, "extra_rates", extra)
         if self.members_per_program is not None and (
                 isinstance(self.members_per_program, bool) or not isinstance(self.members_per_program, int)
@@ -240,4 +251,5 @@ class SweepConfig:
 
     @property
     def member_count(self) -> int:
-        return (len(self.methods) * len(self.learning_rates) * len(self.optimizers) + len(self.extra_rates)) * self.seeds
+        grid = len(self.methods) * len(self.learning_rates) * len(self.optimizers) * len(self.models)
+        return (grid + len(self.extra_rates)) * self.seeds

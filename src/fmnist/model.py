@@ -19,6 +19,7 @@ keep the softmax, so predict, serve, ONNX and ``keras.models.load_model`` see pr
 """
 
 import functools
+import math
 
 import keras
 
@@ -26,12 +27,9 @@ from fmnist import normalization
 from fmnist.config import MODELS, OPTIMIZERS, check_model, check_optimizer
 
 PIXELS = 28 * 28
-HIDDEN = MODELS["mlp"].hidden  # the tutorial's two ReLU layers
 CLASSES = 10
-# The mlp's layer widths and parameters: the members of a sweep or comparison are always the mlp
-# (build_member_model), so the study's memory model counts these.
-WIDTHS = (PIXELS, *HIDDEN, CLASSES)
-TRAINABLE_PARAMETERS = sum((width + 1) * after for width, after in zip(WIDTHS, WIDTHS[1:]))  # 266,610
+# The tutorial's mlp: 784 -> 300 -> 100 -> 10, (784 + 1) * 300 + (300 + 1) * 100 + (100 + 1) * 10 weights
+TRAINABLE_PARAMETERS = 266_610
 
 
 def build_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
@@ -51,23 +49,45 @@ def build_model(method: str, stats: dict, learning_rate: float = 0.01, optimizer
                      learning_rate, optimizer, model)
 
 
-def build_member_model(optimizer: str) -> keras.Model:
-    """The same network with a ``MemberNormalization`` layer: the model the members of a sweep share.
+def build_member_model(optimizer: str, model: str = "mlp") -> keras.Model:
+    """The network ``model`` with a ``MemberNormalization`` layer: the model the members of a program share.
 
     Every normalization method is one setting of that layer's non-trainable variables, so members with
     different methods train in one compiled program; their own models are built with ``build_model``.
     """
     from fmnist.layers import MemberNormalization
 
-    return _compiled([MemberNormalization(name="member_normalization")], "fmnist_members", 0.01, optimizer)
+    return _compiled([MemberNormalization(name="member_normalization")], "fmnist_members", 0.01, optimizer, model)
 
 
 @functools.cache
 def trainable_parameters(model: str) -> int:
     """The trainable parameters of the model named ``model``, counted by Keras on a built one (building
     it draws initial weights from Keras's global random state: not between a seed and ``build_model``)."""
-    built = _compiled([], f"count_{model}".replace("-", "_"), 0.01, "sgd", model)
-    return sum(int(variable.numpy().size) for variable in built.trainable_variables)
+    return _sizes(model)[0]
+
+
+@functools.cache
+def activations_per_image(model: str) -> int:
+    """The values ``model`` holds for one image: the pixels and every computing layer's output (reshaping
+    and the softmax aside; the mlp: 784 + 300 + 100 + 10). What the study's memory model counts per image."""
+    return _sizes(model)[1]
+
+
+@functools.cache
+def _sizes(model: str) -> tuple[int, int]:
+    built = _compiled([keras.layers.Rescaling(1.0)], f"count_{model}".replace("-", "_"), 0.01, "sgd", model)
+    parameters = sum(int(variable.numpy().size) for variable in built.trainable_variables)
+    reshaping = (keras.layers.Rescaling, keras.layers.Flatten, keras.layers.Reshape, keras.layers.Softmax)
+    values = PIXELS + sum(math.prod(layer.output.shape[1:]) for layer in built.layers if not isinstance(layer, reshaping))
+    return parameters, values
+
+
+def network_statistics(model: keras.Model) -> list:
+    """The non-trainable variables of ``model``'s network proper (batch normalization's moving mean and
+    variance), in order: they come after the normalization layers' own, which sit before the network."""
+    return [variable for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)
+            for variable in layer.non_trainable_variables]
 
 
 def network_layers(model: str) -> list:

@@ -73,7 +73,7 @@ def test_a_resumed_run_s_events_hold_its_history_once_its_session_and_its_evalua
     metrics = artifacts.read_json(run / "metrics.json")
     assert scalars(run, "test") == {"epoch_loss": [(3, np.float32(metrics["test_loss"]))],
                                     "epoch_accuracy": [(3, np.float32(metrics["test_accuracy"]))]}
-    assert _session(run) == ({"method": "rescale", "optimizer": "sgd", "learning_rate": 0.01, "seed": 0,
+    assert _session(run) == ({"model": "mlp", "method": "rescale", "optimizer": "sgd", "learning_rate": 0.01, "seed": 0,
                               "status": "ok"}, "STATUS_SUCCESS")
     images = _images(run, "test")
     assert sorted(images) == ["confusion_matrix", "mistakes"]
@@ -95,7 +95,7 @@ def test_a_resumed_study_s_members_hold_each_epoch_once_with_their_settings_and_
         assert_events_match_history(events_folder, rows, 0.01)
         assert scalars(events_folder, "test")["epoch_accuracy"] == [(3, np.float32(member["test_accuracy"]))]
         hparams, status = _session(events_folder)
-        assert hparams == {"method": member["method"], "optimizer": "sgd", "learning_rate": 0.01,
+        assert hparams == {"model": "mlp", "method": member["method"], "optimizer": "sgd", "learning_rate": 0.01,
                            "seed": member["seed"], "status": member["status"]}
         assert status == ("STATUS_SUCCESS" if member["status"] == "ok" else "STATUS_FAILURE")
     assert {member["status"] for member in members.values()} == {"ok", "stuck at chance"}

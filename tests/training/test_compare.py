@@ -8,7 +8,7 @@ import pytest
 
 from fmnist.cli import main
 from fmnist.inference.load import load_model
-from fmnist.training.compare import summarize
+from fmnist.reporting import tables
 
 
 def _csv(path):
@@ -77,7 +77,7 @@ def test_summary_statistics():
         for m, s, v, t in [("a", 0, 0.80, 0.81), ("a", 1, 0.82, 0.83), ("a", 2, 0.84, 0.85),
                            ("b", 0, 0.70, 0.71), ("b", 1, 0.71, 0.74), ("b", 2, 0.75, 0.72)]
     ]
-    summary = {row["method"]: row for row in summarize(rows, ["a", "b"], baseline="a")}
+    summary = {row["method"]: row for row in tables.best_rows(rows, tables.summary_rows(rows), ["a", "b"], ["sgd"], "a")}
     assert summary["a"]["test_accuracy_mean"] == pytest.approx(0.83)
     assert summary["a"]["test_accuracy_std"] == pytest.approx(0.02)
     # the 95% interval: Student-t on the logit scale, turned back

@@ -13,7 +13,7 @@ from conftest import tiny_images, write_idx
 import fmnist  # noqa: F401  registers fmnist's layers for plain keras.models.load_model
 from fmnist import normalization
 from fmnist.cli import main
-from fmnist.config import MODELS, TrainConfig
+from fmnist.config import MODELS, SweepConfig, TrainConfig
 from fmnist.errors import UsageError
 from fmnist.inference.export import _convert
 from fmnist.inference.load import load_onnx
@@ -189,9 +189,21 @@ def test_a_run_written_before_models_had_names_resumes_as_the_mlp(trained, tmp_p
     assert len(_history(run)) == 2
 
 
-def test_a_comparison_refuses_another_model_rather_than_training_the_mlp(tmp_path):
+def test_a_comparison_trains_every_model_it_names(trained, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    assert main(["compare", *trained["data"], "--valid-size", "100", "--epochs", "1", "--models", "mlp,mlp-ln",
+                 "--methods", "none,standard", "--seeds", "1", "--output-dir", str(out)]) == 0
+    assert "mlp-ln standard seed 0: ok" in capsys.readouterr().out
+    with open(out / "runs.csv") as handle:
+        runs = list(csv.DictReader(handle))
+    assert [(row["model"], row["method"], row["run_dir"]) for row in runs] == [
+        ("mlp", "none", "none-seed0"), ("mlp", "standard", "standard-seed0"),
+        ("mlp-ln", "none", "mlp-ln-none-seed0"), ("mlp-ln", "standard", "mlp-ln-standard-seed0")]
+    assert json.loads((out / "mlp-ln-none-seed0" / "config.json").read_text())["settings"]["model"] == "mlp-ln"
+    assert main(["compare", "--resume", str(out), "--seeds", "2"]) == 0  # the models are recorded
+    with open(out / "runs.csv") as handle:
+        assert [row["model"] for row in csv.DictReader(handle)] == ["mlp"] * 4 + ["mlp-ln"] * 4
     from fmnist.training.compare import compare
 
-    with pytest.raises(UsageError, match="model 'cnn': a comparison trains the tutorial's mlp only") as raised:
-        compare(["none", "standard"], 1, TrainConfig(model="cnn"), tmp_path / "cmp")
-    assert raised.value.field == "model" and not (tmp_path / "cmp").exists()
+    with pytest.raises(UsageError, match="one learning rate and one optimizer"):
+        compare(SweepConfig(learning_rates=(0.1, 0.01)), tmp_path / "two-rates")

@@ -112,9 +112,9 @@ def test_a_best_rate_on_the_edge_extends_the_grid_and_resume_keeps_it(tmp_path, 
     printed = capsys.readouterr().out
     assert "sweep: best rate on the edge of the rates tried, adding none adam lr 0.0003" in printed
     extra = [tuple(cell) for cell in json.loads((out / "study.json").read_text())["settings"]["extra_rates"]]
-    assert ("adam", "none", 0.0003) in extra and all(rate == 0.0003 for _, _, rate in extra)  # one half-decade, once
+    assert ("mlp", "adam", "none", 0.0003) in extra and all(rate == 0.0003 for *_, rate in extra)  # one half-decade, once
     members = _csv(out / "members.csv")
-    assert {(row["method"], row["learning_rate"]) for row in members[6:]} == {(m, "0.0003") for _, m, _ in extra}
+    assert {(row["method"], row["learning_rate"]) for row in members[6:]} == {(m, "0.0003") for _, _, m, _ in extra}
     assert all(row["status"] in ("ok", "stuck at chance") for row in members[6:])
     best = {row["method"]: row for row in _csv(out / "best.csv")}
     for row in best.values():  # still on the edge after the one extension allowed: flagged, not judged
@@ -324,7 +324,7 @@ def test_programs_are_cut_to_what_memory_allows(monkeypatch):
     config = SweepConfig(methods=("standard", "rescale"), learning_rates=(0.1, 0.01, 0.001), optimizers=("sgd", "adam"),
                          seeds=2)
     members = members_of(config, "sweep")
-    one = members_module.per_member_bytes(4 * 266_610, 32)  # an SGD member
+    one = members_module.per_member_bytes(4 * 266_610, 32, 784 + 300 + 100 + 10)  # an SGD member of the mlp
     monkeypatch.setattr(members_module, "memory_budget", lambda: 3 * one)
     programs = plan_programs(config, members)
     # 12 members per optimizer; three SGD members fit, rounded down to whole devices (2): pieces of 2;

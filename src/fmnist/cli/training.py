@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 
 from fmnist.cli import common, report
@@ -47,11 +46,14 @@ def add_parsers(commands) -> None:
     compare.add_argument("--seeds", type=int, help=f"seeds per method: --seed, --seed+1, … (default {COMPARE_DEFAULTS['seeds']})")
     compare.add_argument("--baseline", help="method the others are tested against (default standard, or the first "
                          "method when standard is not among them)")
+    compare.add_argument("--models", metavar="NAMES", help="comma-separated networks, each trained with every method "
+                         "and seed (default mlp, the tutorial's; see fmnist train --help)")
     common.train_options(compare, normalization=False, engine=False)
     compare.add_argument("--output-dir", metavar="FOLDER", help="comparison folder (new or empty; default runs/<UTC time>-compare)")
     compare.add_argument("--resume", metavar="FOLDER",
-                         help="finish an interrupted comparison with its recorded settings, or add seeds to a finished "
-                         "one (--seeds N, more than before; other options are not allowed)")
+                         help="finish an interrupted comparison with its recorded settings, or add seeds or models to "
+                         "a finished one (--seeds N, more than before; --models with the recorded ones first; other "
+                         "options are not allowed)")
     compare.set_defaults(handler=compare_command)
     _sweep_parser(commands)
 
@@ -86,39 +88,34 @@ def train_command(args) -> int:
     return 0
 
 
-COMPARE_DEFAULTS = {"methods": ",".join(COMPARE_METHODS), "seeds": COMPARE_SEEDS, "baseline": None}  # named as options
+COMPARE_DEFAULTS = {"methods": ",".join(COMPARE_METHODS), "seeds": COMPARE_SEEDS, "baseline": None,
+                    "models": None}  # named as options
 
 
 def compare_command(args) -> int:
     from fmnist.config import TrainConfig
     from fmnist.errors import UsageError
-    from fmnist.training.compare import (
-        compare,
-        format_table,
-        parse_methods,
-        resume_arguments,
-    )
-    from fmnist.training.resume import check_unchanged
+    from fmnist.store.studies import read_study
+    from fmnist.training.compare import compare, comparison, format_table, parse_methods
+    from fmnist.training.resume import resumed_study
 
     named = common.given(args) | {key: getattr(args, key) for key in COMPARE_DEFAULTS if getattr(args, key) is not None}
     if args.resume:
-        extra = [common.option(key) for key in named if key not in ("seeds", "data_dir")]
+        extra = [common.option(key) for key in named if key not in ("seeds", "models", "data_dir")]
         if extra or args.output_dir:
             raise UsageError(f"--resume {args.resume}: the comparison's recorded settings are used (only --seeds may "
-                             f"be raised, --data-dir point elsewhere); drop {', '.join(extra or ['--output-dir'])}")
-        recorded = resume_arguments(args.resume)
-        methods, seeds, baseline, config = (recorded[key] for key in ("methods", "seeds", "baseline", "config"))
-        check_unchanged(args.resume, "compare", {"seeds": seeds}, {"seeds": named.get("seeds", seeds)}, grows=("seeds",))
-        seeds = named.get("seeds", seeds)
-        if "data_dir" in named:
-            config = dataclasses.replace(config, data_dir=named["data_dir"])
+                             f"be raised, --models added to, --data-dir point elsewhere); drop "
+                             f"{', '.join(extra or ['--output-dir'])}")
+        if "models" in named:
+            named["models"] = common.split(named["models"], "--models", str)
+        config = resumed_study(args.resume, read_study(args.resume, "compare"), named)
     else:
         options = COMPARE_DEFAULTS | named
-        methods, seeds, baseline = parse_methods(options["methods"]), options["seeds"], options["baseline"]
-        config = TrainConfig(**common.given(args))
+        models = options["models"] and common.split(options["models"], "--models", str)
+        config = comparison(parse_methods(options["methods"]), options["seeds"], TrainConfig(**common.given(args)),
+                            options["baseline"], models)
     with stop_on_signals() as should_stop:
-        result = compare(methods, seeds, config, args.resume or args.output_dir, baseline,
-                         resume=bool(args.resume), should_stop=should_stop)
+        result = compare(config, args.resume or args.output_dir, resume=bool(args.resume), should_stop=should_stop)
     report.wrote(result.report)
     print()
     print(format_table(result.summary))
@@ -128,10 +125,10 @@ def compare_command(args) -> int:
     return 0
 
 
-SWEEP_DESCRIPTION = """Train every normalization method x learning rate x optimizer x seed and answer: does
-normalization help when every method gets its own best learning rate?
+SWEEP_DESCRIPTION = """Train every normalization method x learning rate x optimizer x seed (x model, --models)
+and answer: does normalization help when every method gets its own best learning rate?
 
-Members that share an optimizer train together in one compiled program (jax.vmap over the member
+Members that share an optimizer and a model train together in one compiled program (jax.vmap over the member
 axis, sharded over every device: GPUs, or one CPU device per core; several hosts join with
 --coordinator-address/--num-processes/--process-id). The best rate of each method is chosen on
 validation accuracy among the rates where it learned, and reported on test accuracy with a paired
@@ -140,9 +137,13 @@ rates tried is extended by half-decades (--extend-grid); one still on the edge g
 so does a method that learned at no rate. With fewer than 3 paired seeds, or seeds too few to have
 detected a 1-point difference, the verdict is "inconclusive".
 
+Methods are compared within each model and optimizer; with several models, the answer also sets
+the models side by side, each method at each model's own best rate.
+
 Writes members.csv, history.csv, summary.csv, best.csv, heatmap-<optimizer>.png,
-curves-<optimizer>.png, report.html, tensorboard/ (events of each member), and a run folder with the
-model of each method x optimizer at its best rate (--save-models)."""
+curves-<optimizer>.png (heatmap-<model>-<optimizer>.png for a model other than the mlp), report.html,
+tensorboard/ (events of each member), and a run folder with the model of each method x optimizer (x
+model) at its best rate (--save-models)."""
 
 
 def _sweep_parser(commands) -> None:
@@ -156,6 +157,9 @@ def _sweep_parser(commands) -> None:
     sweep.add_argument("--learning-rates", metavar="RATES",
                        help="comma-separated learning rates (default " + ",".join(f"{r:g}" for r in defaults.learning_rates) + ")")
     sweep.add_argument("--optimizers", help=f"comma-separated, from {', '.join(OPTIMIZERS)} (default {','.join(defaults.optimizers)})")
+    sweep.add_argument("--models", metavar="NAMES",
+                       help="comma-separated networks, one more axis of the grid (default mlp, the tutorial's): "
+                       + "; ".join(f"{name}: {network.summary}" for name, network in MODELS.items()))
     sweep.add_argument("--extend-grid", type=int, metavar="N",
                        help="when a method's best rate is the lowest or highest it tried, train it at the next "
                        f"half-decade beyond, up to N times per side (default {defaults.extend_grid}; 0: only flag the "
@@ -174,8 +178,8 @@ def _sweep_parser(commands) -> None:
                        help="at most N members in one compiled program (default: as many as fit in half the free memory)")
     common.data_options(sweep)
     sweep.add_argument("--output-dir", metavar="FOLDER", help="sweep folder (new or empty; default runs/<UTC time>-sweep)")
-    sweep.add_argument("--resume", metavar="FOLDER", help="finish an interrupted sweep with its recorded settings, or add seeds to a "
-                       "finished one (--seeds N, more than before)")
+    sweep.add_argument("--resume", metavar="FOLDER", help="finish an interrupted sweep with its recorded settings, or add seeds or "
+                       "models to a finished one (--seeds N, more than before; --models with the recorded ones first)")
     hosts = sweep.add_argument_group("several processes or hosts (jax.distributed; every process runs the same command)")
     hosts.add_argument("--coordinator-address", metavar="HOST:PORT",
                        help="process 0's address (default $JAX_COORDINATOR_ADDRESS, or Slurm/Open MPI detection)")
@@ -184,7 +188,7 @@ def _sweep_parser(commands) -> None:
     sweep.set_defaults(handler=sweep_command)
 
 
-SWEEP_SETTINGS = ("methods", "learning_rates", "optimizers", "seeds", "seed", "epochs", "batch_size", "valid_size",
+SWEEP_SETTINGS = ("methods", "learning_rates", "optimizers", "models", "seeds", "seed", "epochs", "batch_size", "valid_size",
                   "baseline", "save_models", "members_per_program", "extend_grid", "data_dir")
 
 
@@ -198,7 +202,7 @@ def sweep_command(args) -> int:
 
     join_processes(args.coordinator_address, args.num_processes, args.process_id)
     named = {key: getattr(args, key) for key in SWEEP_SETTINGS if getattr(args, key) is not None}
-    for key, convert in (("methods", str), ("optimizers", str), ("learning_rates", float)):
+    for key, convert in (("methods", str), ("optimizers", str), ("models", str), ("learning_rates", float)):
         if key in named:
             named[key] = common.split(named[key], common.option(key), convert)
     if args.skip_checksum:
@@ -223,6 +227,7 @@ def sweep_command(args) -> int:
             print(f"answer: {line}")
         kept = sum(1 for row in result.rows if row["run_dir"])
         print(f"files in {result.folder}: members.csv, history.csv, summary.csv, best.csv, "
-              + ", ".join(f"heatmap-{o}.png, curves-{o}.png" for o in config.optimizers)
+              + ", ".join(f"heatmap-{line}.png, curves-{line}.png" for line in
+                          [tables.line_name(model, optimizer) for model in config.models for optimizer in config.optimizers])
               + f", report.html, tensorboard/, {kept} run folder{'s' * (kept != 1)} with a model (best.csv's run_dir)")
     return 0

@@ -1,10 +1,11 @@
-"""The ``members`` engine: many models of one structure and optimizer, trained in one compiled program.
+"""The ``members`` engine: many models of one network and optimizer, trained in one compiled program.
 
 The fused epoch (program.py) is ``jax.vmap``-ed over a leading member axis of the stacked stateless
 variables. Each member carries its own weights (initialized from its seed exactly as ``fmnist train``
 initializes), optimizer state with its own learning rate (an optimizer variable), normalization
-settings (``MemberNormalization``'s variables) and shuffle order (``shuffle_order(seed, epoch)``). The
-training data are put on the devices once and shared by every member.
+settings (``MemberNormalization``'s variables), batch-normalization statistics when its network has them
+(moving averages updated in training and used in evaluation, as Keras does) and shuffle order
+(``shuffle_order(seed, epoch)``). The training data are put on the devices once and shared by every member.
 
 A member whose epoch ends with a non-finite loss or metric is frozen: it goes back to its state at
 the start of that epoch and stays there (its later epochs are computed and thrown away), while the
@@ -32,12 +33,12 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from fmnist import normalization
 from fmnist.engines import batches
 from fmnist.engines.program import Program, pad_blocks, read_state
-from fmnist.model import WIDTHS
 
 
 @dataclasses.dataclass(frozen=True)
 class Member:
-    """One model of a study: its normalization (method and fitted statistics), learning rate and seed."""
+    """One model of a program: its normalization (method and fitted statistics), learning rate and seed
+    (the network and optimizer are the program's)."""
 
     method: str
     learning_rate: float
@@ -49,13 +50,13 @@ def mesh() -> Mesh:
     return Mesh(np.array(jax.devices()), ("members",))
 
 
-def per_member_bytes(state_bytes: int, batch_size: int) -> int:
+def per_member_bytes(state_bytes: int, batch_size: int, activations: int) -> int:
     """What one more member costs while training: its state about four times over (weights, gradients,
-    the updated copy, the scan's carry) and its activations for a batch and an evaluation block."""
+    the updated copy, the scan's carry) and its ``activations`` (float32 values per image: the network's,
+    ``model.activations_per_image``) for a batch and an evaluation block."""
     from fmnist.engines.program import EVAL_BLOCK
 
-    widths = sum(WIDTHS)
-    return 4 * state_bytes + 4 * widths * (3 * batch_size + 2 * EVAL_BLOCK)
+    return 4 * state_bytes + 4 * activations * (3 * batch_size + 2 * EVAL_BLOCK)
 
 
 def memory_budget() -> int:
@@ -72,12 +73,12 @@ def memory_budget() -> int:
 
 
 @functools.cache
-def _functions(optimizer: str):
-    """The compiled pieces of a program, shared by every program of the same optimizer (and so
-    compiled once per shape): the group model, steps, evaluation, and freezing."""
+def _functions(optimizer: str, network: str):
+    """The compiled pieces of a program, shared by every program of the same optimizer and network (and
+    so compiled once per shape): the group model, steps, evaluation, and freezing."""
     from fmnist.model import build_member_model
 
-    model = build_member_model(optimizer)
+    model = build_member_model(optimizer, network)
     program = Program(model)
     steps = jax.jit(jax.vmap(program.steps, in_axes=(0, 0, None, None, 0)))
     evaluate = jax.jit(jax.vmap(program.evaluate_blocks, in_axes=(0, None, None)))
@@ -90,7 +91,8 @@ METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
 
 class MembersEngine:
-    """Trains ``members`` (sharing ``optimizer``) epoch by epoch; metrics come back as arrays by member.
+    """Trains ``members`` (sharing ``optimizer`` and the network ``model``) epoch by epoch; metrics come
+    back as arrays by member.
 
     The program's rows are its living members in member order, padded to whole devices by repeating the
     last (``layout``). A member that diverges leaves the program: its last finite state is kept on the
@@ -103,13 +105,13 @@ class MembersEngine:
     name = "members"
 
     def __init__(self, optimizer: str, members: list[Member], stats: dict[str, dict], splits, batch_size: int,
-                 progress, device_mesh: Mesh | None = None, retire: bool = True):
+                 progress, device_mesh: Mesh | None = None, retire: bool = True, model: str = "mlp"):
         self.members, self.batch_size, self.progress = members, batch_size, progress
         self.mesh = device_mesh or mesh()
         self.retires = retire
         self.by_member = NamedSharding(self.mesh, PartitionSpec("members"))
         self.replicated = NamedSharding(self.mesh, PartitionSpec())
-        self.model, self._steps, self._evaluate, self._keep = _functions(optimizer)
+        self.model, self._steps, self._evaluate, self._keep = _functions(optimizer, model)
         self.count = len(splits.y_train)
         self.x, self.y = self._replicate(splits.x_train), self._replicate(splits.y_train.astype(np.int32))
         self.valid = tuple(self._replicate(array) for array in pad_blocks(splits.x_valid, splits.y_valid))
@@ -117,7 +119,7 @@ class MembersEngine:
         self.alive = np.ones(len(members), bool)
         self.frozen: dict[int, dict[str, np.ndarray]] = {}  # a member that left the program -> its named arrays
         self._lay_out(np.arange(len(members)))
-        initial = _InitialState(optimizer, stats, members)
+        initial = _InitialState(optimizer, stats, members, model)
         self.state = self._shard_members(initial.state)
 
     # -- placing arrays ------------------------------------------------------------------------------
@@ -287,10 +289,12 @@ class _InitialState:
 
     Weights: ``keras.utils.set_random_seed(seed)`` then the model is built, as ``fmnist train`` does, so
     a member starts where the run with its seed starts (one build per distinct seed). Normalization:
-    normalization.member_settings. Optimizer: the fresh optimizer's variables with the member's rate.
+    normalization.member_settings. The network's own non-trainable variables (batch normalization's
+    moving mean and variance) start as Keras starts them. Optimizer: the fresh optimizer's variables with
+    the member's rate.
     """
 
-    def __init__(self, optimizer: str, stats: dict[str, dict], members: list[Member]):
+    def __init__(self, optimizer: str, stats: dict[str, dict], members: list[Member], network: str = "mlp"):
         import keras
 
         from fmnist.model import build_member_model
@@ -299,10 +303,12 @@ class _InitialState:
         self._weights = {}
         for seed in sorted({member.seed for member in members}):
             keras.utils.set_random_seed(seed)
-            model = build_member_model(optimizer)
-            trainable, _, optimizer_values = read_state(model)
+            model = build_member_model(optimizer, network)
+            trainable, non_trainable, optimizer_values = read_state(model)
             self._weights[seed] = [np.asarray(value) for value in trainable]
-        self._non_trainable_names = [variable.name for variable in model.non_trainable_variables]
+        normalizing = {id(variable) for variable in model.get_layer("member_normalization").non_trainable_variables}
+        self._non_trainable_starts = [(variable.name if id(variable) in normalizing else None, np.asarray(value))
+                               for variable, value in zip(model.non_trainable_variables, non_trainable)]
         self._optimizer_names = [variable.name for variable in model.optimizer.variables]
         self._optimizer_values = [np.asarray(value) for value in optimizer_values]
         self._settings = {method: normalization.member_settings(method, stats[method])
@@ -310,14 +316,16 @@ class _InitialState:
         trainable_count = len(self._weights[members[0].seed])
         self.state = (
             [self._trainable(i) for i in range(trainable_count)],
-            [self._non_trainable(name) for name in self._non_trainable_names],
+            [self._non_trainable(name, value) for name, value in self._non_trainable_starts],
             [self._optimizer(i, name) for i, name in enumerate(self._optimizer_names)],
         )
 
     def _trainable(self, index):
         return lambda rows: np.stack([self._weights[self.members[m].seed][index] for m in rows])
 
-    def _non_trainable(self, name):
+    def _non_trainable(self, name, value):
+        if name is None:  # the network's own (batch normalization's statistics): the same start for every member
+            return lambda rows: np.repeat(value[None], len(rows), axis=0)
         return lambda rows: np.stack([self._settings[self.members[m].method][name] for m in rows])
 
     def _optimizer(self, index, name):

@@ -247,7 +247,7 @@ def append_epoch(folder: Path, row: dict, learning_rate: float) -> None:
 
 # -- run folders (fmnist train; evaluate) --------------------------------------------------------------
 def run_hparams(settings: dict) -> dict:
-    return {"method": settings["normalization"], "optimizer": settings["optimizer"],
+    return {"model": settings.get("model", "mlp"), "method": settings["normalization"], "optimizer": settings["optimizer"],
             "learning_rate": float(settings["learning_rate"]), "seed": settings["seed"]}
 
 
@@ -289,8 +289,8 @@ def write_run(run_dir: Path) -> None:
 
 # -- study folders (fmnist compare, fmnist sweep): one run per member ----------------------------------
 def member_hparams(member, config) -> dict:
-    return {"method": member.method, "optimizer": member.optimizer, "learning_rate": member.learning_rate,
-            "seed": member.seed}
+    return {"model": member.model, "method": member.method, "optimizer": member.optimizer,
+            "learning_rate": member.learning_rate, "seed": member.seed}
 
 
 def write_members(folder: Path, config, members, indices, histories, tests: dict | None = None) -> None:

@@ -152,8 +152,9 @@ def plot_across_seeds(histories: dict[str, list[list[dict]]], series, path: Path
 
 
 @_plain_text
-def plot_heatmap(summary: list[dict], optimizer: str, methods, best: list[dict], path: Path):
-    """Mean final val_accuracy per method x learning rate (every rate any method tried) for one optimizer.
+def plot_heatmap(summary: list[dict], optimizer: str, methods, best: list[dict], path: Path, title: str | None = None):
+    """Mean final val_accuracy per method x learning rate (every rate any method tried) for one optimizer
+    (of one model: ``summary`` holds its cells; ``title`` names them, the optimizer by default).
     The colours span the cells that learned; cells stuck at chance fall below the scale (pale red),
     diverged ones are hatched, untried ones blank; each method's best rate is boxed, dashed when it is
     the lowest or highest that method tried."""
@@ -198,7 +199,7 @@ def plot_heatmap(summary: list[dict], optimizer: str, methods, best: list[dict],
     axes.set_xlabel("learning rate")
     axes.set_ylabel("normalization")
     width = int(figure.get_figwidth() * 100 / 8)  # characters of 9-point text that fit over the axes
-    axes.set_title("\n".join(textwrap.wrap(f"{optimizer}: mean final validation accuracy over seeds", width)
+    axes.set_title("\n".join(textwrap.wrap(f"{title or optimizer}: mean final validation accuracy over seeds", width)
                              + textwrap.wrap("(boxed: each method's best rate, dashed on the edge of its rates; pale "
                                              "red: stuck at chance; hatched: some diverged)", width)), fontsize=9)
     _save(figure, path)

@@ -20,6 +20,7 @@ import math
 import os
 from pathlib import Path
 
+from fmnist.config import MODELS
 from fmnist.errors import DataError, UsageError
 from fmnist.guard import limits
 from fmnist.reporting import events, stats, tables
@@ -81,17 +82,21 @@ def write_report(folder) -> Path:
 # -- what the page reads: tables, metrics and pictures, checked ----------------------------------------
 # The text columns of the tables a study writes; every other column holds a number, and these a number
 # or nothing (a member that is not finished, a method that learned at no rate).
-TEXT_COLUMNS = ("member", "method", "optimizer", "status", "program", "run_dir", "edge", "baseline", "verdict", "why",
+TEXT_COLUMNS = ("member", "model", "method", "optimizer", "status", "program", "run_dir", "edge", "baseline", "verdict", "why",
                 "per_seed")
 BLANK_COLUMNS = ("diverged_epoch", "best_epoch", "learning_rate", "failed", "baseline_learning_rate")
-WORDS = {"edge": ("", "lowest", "highest"), "status": tuple(status.value for status in Status)}  # what fmnist writes
+WORDS = {"edge": ("", "lowest", "highest"), "status": tuple(status.value for status in Status),
+         "model": tuple(MODELS)}  # what fmnist writes
 
 
 def _table(path: Path, columns) -> list[dict]:
     """A study's table, checked; [] while it is not written yet."""
     if not path.is_file():
         return []
-    rows = artifacts.read_rows(path, columns, text=TEXT_COLUMNS, blank=BLANK_COLUMNS)
+    rows = artifacts.read_rows(path, [column for column in columns if column != "model"], text=TEXT_COLUMNS,
+                               blank=BLANK_COLUMNS)
+    for row in rows:  # a table written before models were an axis: the mlp's
+        row["model"] = tables.model_of(row)
     for line, row in enumerate(rows, 2):
         for column, words in WORDS.items():
             if column in columns and row[column] not in words:
@@ -203,8 +208,10 @@ def _settings(settings: dict, recorded: dict) -> str:
 # -- a study -----------------------------------------------------------------------------------------
 def _study(folder: Path, study: dict) -> tuple[str, str, list[str]]:
     kind, settings = study["kind"], study["settings"]
+    models = settings.get("models") or ["mlp"]
     title = f"{'Comparison' if kind == 'compare' else 'Sweep'} {folder.name}"
-    lead = (f"fmnist {text(kind)} · {len(settings['methods'])} normalization methods × "
+    lead = (f"fmnist {text(kind)} · " + (f"{len(models)} models × " if models != ["mlp"] else "")
+            + f"{len(settings['methods'])} normalization methods × "
             f"{len(settings['learning_rates'])} learning rate(s) × {len(settings['optimizers'])} optimizer(s) × "
             f"{settings['seeds']} seed(s) · {settings['epochs']} epochs · batch {settings['batch_size']}")
     members = _table(folder / "members.csv", tables.MEMBER_COLUMNS)
@@ -222,12 +229,12 @@ def _study(folder: Path, study: dict) -> tuple[str, str, list[str]]:
                                   "rate", f"{name}: mean final validation accuracy per method and learning rate.")
                           + _figure(folder, folder / f"curves-{name}.png", f"{name}: curves at each method's best rate",
                                     f"{name}: each method at its best learning rate, mean and range across seeds.")
-                          for name in settings["optimizers"])
+                          for name in [tables.line_name(model, optimizer) for model in models for optimizer in settings["optimizers"]])
     cells = ""
     if kind == "sweep" and (folder / "summary.csv").is_file():
         summary = [row | _intervals(row) for row in _table(folder / "summary.csv", tables.SUMMARY_COLUMNS)]
-        cells = "<details><summary>Every cell: method × optimizer × learning rate</summary>" + table(
-            summary, [("method", "method"), ("optimizer", "optimizer"), ("learning_rate", "learning rate", _rate),
+        cells = "<details><summary>Every cell: model × method × optimizer × learning rate</summary>" + table(
+            summary, [("model", "model"), ("method", "method"), ("optimizer", "optimizer"), ("learning_rate", "learning rate", _rate),
                       ("members", "members", integer), ("ok", "ok", integer), ("stuck", "stuck", integer),
                       ("diverged", "diverged", integer), ("val", "val_accuracy (95%)"),
                       ("test", "test_accuracy (95%)")], attributes=' id="cells"') + "</details>"
@@ -289,11 +296,12 @@ def _study_answer(folder: Path, study: dict, best: list[dict]) -> str:
     if not best:
         return (f'<div class="answer bad"><p><strong>Not finished</strong>: continue with <code>fmnist {kind} '
                 f"--resume {text(folder)}</code>; the members trained so far are listed below.</p></div>")
-    sentences = []
+    sentences, several = [], tables.several_models(best)
     for row in best:
         css, words = verdict(row)
         edge = f", the {text(row['edge'])} tried" if row["edge"] else ""
-        where = f" ({text(row['optimizer'])}, best rate {_rate(row['learning_rate'])}{edge})" if kind == "sweep" else ""
+        network = f"{text(row['model'])}, " if several else ""
+        where = f" ({network}{text(row['optimizer'])}, best rate {_rate(row['learning_rate'])}{edge})" if kind == "sweep" else ""
         measured = row["failed"] not in ("", None) and math.isfinite(float(row["test_accuracy_mean"]))
         failed = (f"; {integer(row['failed'])} of {integer(row['members'])} runs stuck at chance or diverged"
                   if measured and float(row["failed"]) else "")
@@ -309,7 +317,7 @@ def _study_answer(folder: Path, study: dict, best: list[dict]) -> str:
              f"than {stats.MIN_PAIRS} paired seeds, or seeds that could not have detected a difference of "
              f"{100 * stats.MEANINGFUL:g} point, the verdict is inconclusive; a best rate on the edge of the rates "
              "tried gets none.</p>")
-    columns = ([("optimizer", "optimizer")] if kind == "sweep" else []) + [
+    columns = ([("model", "model")] if several else []) + ([("optimizer", "optimizer")] if kind == "sweep" else []) + [
         ("method", "method"), ("learning_rate", "best rate" if kind == "sweep" else "learning rate", _rate),
         ("members", "runs", integer), ("failed", "failed", integer),
         ("val", "val_accuracy (95%)"), ("test", "test_accuracy (95%)"),

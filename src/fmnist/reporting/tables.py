@@ -1,5 +1,9 @@
 """The tables of a study, built from plain rows: members, their histories, per-cell summaries, and each
-method at its best learning rate (chosen on validation, reported on test, tested against the baseline).
+method at its best learning rate (chosen on validation, reported on test, tested against the baseline),
+within each model and optimizer.
+
+Every table has a ``model`` column (the network, config.MODELS); a table written before models were an
+axis has none, and its rows are the mlp's (``model_of``).
 """
 
 from __future__ import annotations
@@ -31,20 +35,31 @@ class Status(str, enum.Enum):
         """Trained to the end and tested (a diverged model is not tested)."""
         return self in (Status.OK, Status.STUCK)
 
-MEMBER_COLUMNS = ("member", "method", "optimizer", "learning_rate", "seed", "status", "diverged_epoch", "epochs",
+MEMBER_COLUMNS = ("member", "model", "method", "optimizer", "learning_rate", "seed", "status", "diverged_epoch", "epochs",
                   "val_accuracy", "val_loss", "best_val_accuracy", "best_epoch", "test_accuracy", "test_loss",
                   "seconds", "program", "run_dir")
-KEY_COLUMNS = ("member", "method", "optimizer", "learning_rate", "seed")
+KEY_COLUMNS = ("member", "model", "method", "optimizer", "learning_rate", "seed")
 HISTORY_COLUMNS = KEY_COLUMNS + artifacts.HISTORY_COLUMNS
-SUMMARY_COLUMNS = ("method", "optimizer", "learning_rate", "members", "ok", "stuck", "diverged",
+SUMMARY_COLUMNS = ("model", "method", "optimizer", "learning_rate", "members", "ok", "stuck", "diverged",
                    "val_accuracy_mean", "val_accuracy_std", "val_accuracy_low", "val_accuracy_high",
                    "test_accuracy_mean", "test_accuracy_std", "test_accuracy_low", "test_accuracy_high")
-BEST_COLUMNS = ("optimizer", "method", "learning_rate", "edge", "members", "failed", "val_accuracy_mean",
+BEST_COLUMNS = ("model", "optimizer", "method", "learning_rate", "edge", "members", "failed", "val_accuracy_mean",
                 "val_accuracy_low", "val_accuracy_high", "test_accuracy_mean", "test_accuracy_std", "test_accuracy_low",
                 "test_accuracy_high", "baseline", "baseline_learning_rate", "pairs", "test_accuracy_diff_mean",
                 "diff_low", "diff_high", "p_value", "detectable_difference", "verdict", "why", "per_seed", "run_dir")
 MEANS = ("val_accuracy_mean", "val_accuracy_low", "val_accuracy_high", "test_accuracy_mean", "test_accuracy_std",
          "test_accuracy_low", "test_accuracy_high")  # a cell's numbers that best.csv repeats
+
+
+def line_name(model: str, optimizer: str) -> str:
+    """A model and optimizer in a file or program name: "sgd" for the mlp (as before models were an axis),
+    "mlp-bn-sgd" for another network."""
+    return optimizer if model == "mlp" else f"{model}-{optimizer}"
+
+
+def model_of(row: dict) -> str:
+    """A table row's network: the mlp for a row of a table written before models were an axis."""
+    return row.get("model") or "mlp"
 
 
 def status_of(history: list[dict], epochs: int, tested: bool) -> tuple[Status, int | str]:
@@ -71,7 +86,7 @@ def member_rows(members, histories, tests: dict, epochs: int, program_sizes: dic
         test = tests.get(member.index, {}) if status.finished else {}
         program, size = program_sizes[member.index]
         rows.append({
-            "member": member.name, "method": member.method, "optimizer": member.optimizer,
+            "member": member.name, "model": member.model, "method": member.method, "optimizer": member.optimizer,
             "learning_rate": member.learning_rate, "seed": member.seed, "status": status,
             "diverged_epoch": diverged_epoch, "epochs": len(history),
             "val_accuracy": last.get("val_accuracy", math.nan), "val_loss": last.get("val_loss", math.nan),
@@ -92,19 +107,20 @@ def history_rows(members, histories) -> list[dict]:
 def _cells(rows: list[dict]) -> dict[tuple, list[dict]]:
     cells: dict[tuple, list[dict]] = {}
     for row in rows:
-        cells.setdefault((row["method"], row["optimizer"], row["learning_rate"]), []).append(row)
+        cells.setdefault((model_of(row), row["method"], row["optimizer"], row["learning_rate"]), []).append(row)
     return cells
 
 
 def summary_rows(rows: list[dict]) -> list[dict]:
-    """Per method x optimizer x learning rate: counts by status, and mean with a 95% interval over seeds."""
+    """Per model x method x optimizer x learning rate: counts by status, and mean with a 95% interval over
+    seeds."""
     summary = []
-    for (method, optimizer, rate), cell in _cells(rows).items():
+    for (model, method, optimizer, rate), cell in _cells(rows).items():
         finished = [row for row in cell if Status(row["status"]).finished]
         val = stats.interval([row["val_accuracy"] for row in finished])
         test = stats.interval([row["test_accuracy"] for row in finished])
         summary.append({
-            "method": method, "optimizer": optimizer, "learning_rate": rate, "members": len(cell),
+            "model": model, "method": method, "optimizer": optimizer, "learning_rate": rate, "members": len(cell),
             "ok": sum(row["status"] == Status.OK for row in cell), "stuck": sum(row["status"] == Status.STUCK for row in cell),
             "diverged": sum(row["status"] == Status.DIVERGED for row in cell),
             **dict(zip(("val_accuracy_mean", "val_accuracy_std", "val_accuracy_low", "val_accuracy_high"), val)),
@@ -113,16 +129,16 @@ def summary_rows(rows: list[dict]) -> list[dict]:
     return summary
 
 
-def _tried(summary: list[dict], method: str, optimizer: str) -> list[dict]:
-    """The cells of one method and optimizer that hold members, by learning rate."""
+def _tried(summary: list[dict], method: str, optimizer: str, model: str = "mlp") -> list[dict]:
+    """The cells of one method, optimizer and model that hold members, by learning rate."""
     return sorted((cell for cell in summary if cell["method"] == method and cell["optimizer"] == optimizer
-                   and cell["members"]), key=lambda cell: float(cell["learning_rate"]))
+                   and model_of(cell) == model and cell["members"]), key=lambda cell: float(cell["learning_rate"]))
 
 
-def best_rate(summary: list[dict], method: str, optimizer: str) -> dict | None:
+def best_rate(summary: list[dict], method: str, optimizer: str, model: str = "mlp") -> dict | None:
     """The cell with the best mean validation accuracy among the rates that learned: no member diverged
     and at least one finished above chance (ties: the middle rate). None: no rate learned."""
-    cells = [cell for cell in _tried(summary, method, optimizer)
+    cells = [cell for cell in _tried(summary, method, optimizer, model)
              if cell["diverged"] == 0 and cell["ok"] and math.isfinite(cell["val_accuracy_mean"])]
     if not cells:
         return None
@@ -131,17 +147,17 @@ def best_rate(summary: list[dict], method: str, optimizer: str) -> dict | None:
     return tied[(len(tied) - 1) // 2]  # among equals the middle rate: the optimum is a plateau, not its edge
 
 
-def edge_of(summary: list[dict], method: str, optimizer: str, rate: float) -> str:
+def edge_of(summary: list[dict], method: str, optimizer: str, rate: float, model: str = "mlp") -> str:
     """"lowest" or "highest" when ``rate`` is the smallest or largest of several rates tried, else ""."""
-    rates = [float(cell["learning_rate"]) for cell in _tried(summary, method, optimizer)]
+    rates = [float(cell["learning_rate"]) for cell in _tried(summary, method, optimizer, model)]
     if len(rates) < 2:
         return ""  # one rate (a comparison): nothing was searched, so nothing sits on an edge
     return "lowest" if float(rate) == rates[0] else "highest" if float(rate) == rates[-1] else ""
 
 
-def no_rate_hint(summary: list[dict], method: str, optimizer: str) -> str:
+def no_rate_hint(summary: list[dict], method: str, optimizer: str, model: str = "mlp") -> str:
     """Where to look when no rate learned: towards the end of the rates tried that came closest."""
-    cells = _tried(summary, method, optimizer)
+    cells = _tried(summary, method, optimizer, model)
     if len(cells) < 2:
         return "try other rates"
     finite = [cell for cell in cells if not cell["diverged"] and math.isfinite(cell["val_accuracy_mean"])]
@@ -159,36 +175,39 @@ def _per_seed(rows: list[dict]) -> str:
                      for row in sorted(rows, key=lambda row: row["seed"]))
 
 
-def best_rows(rows: list[dict], summary: list[dict], methods, optimizers, baseline: str) -> list[dict]:
-    """Per optimizer x method: its best rate (on validation) and, at that rate, test accuracy over seeds
-    compared, paired by seed, with ``baseline`` at the baseline's own best rate; the verdict and why."""
-    def cell_rows(method, optimizer, rate):
-        return [row for row in rows if (row["method"], row["optimizer"], row["learning_rate"]) == (method, optimizer, rate)]
+def best_rows(rows: list[dict], summary: list[dict], methods, optimizers, baseline: str,
+              models=("mlp",)) -> list[dict]:
+    """Per model x optimizer x method: its best rate (on validation) and, at that rate, test accuracy over
+    seeds compared, paired by seed, with ``baseline`` (of the same model and optimizer) at the baseline's
+    own best rate; the verdict and why."""
+    def cell_rows(model, method, optimizer, rate):
+        return [row for row in rows if (model_of(row), row["method"], row["optimizer"], row["learning_rate"])
+                == (model, method, optimizer, rate)]
 
     def test_by_seed(cell):
         return {row["seed"]: row["test_accuracy"] for row in cell}
 
     best = []
-    for optimizer in optimizers:
-        reference = best_rate(summary, baseline, optimizer)
-        reference_edge = edge_of(summary, baseline, optimizer, reference["learning_rate"]) if reference else ""
+    for model, optimizer in [(model, optimizer) for model in models for optimizer in optimizers]:
+        reference = best_rate(summary, baseline, optimizer, model)
+        reference_edge = edge_of(summary, baseline, optimizer, reference["learning_rate"], model) if reference else ""
         for method in methods:
-            cell = best_rate(summary, method, optimizer)
+            cell = best_rate(summary, method, optimizer, model)
             entry = dict.fromkeys(BEST_COLUMNS, math.nan) | {
-                "optimizer": optimizer, "method": method, "baseline": baseline, "learning_rate": "", "edge": "",
+                "model": model, "optimizer": optimizer, "method": method, "baseline": baseline, "learning_rate": "", "edge": "",
                 "members": 0, "failed": "", "pairs": 0, "per_seed": "", "run_dir": "",
                 "baseline_learning_rate": reference["learning_rate"] if reference else ""}
             if cell is None:
-                tried = _tried(summary, method, optimizer)
+                tried = _tried(summary, method, optimizer, model)
                 if len(tried) == 1:  # one rate (a comparison): its numbers, though they are no best rate
                     entry |= {key: tried[0][key] for key in MEANS} | {
                         "members": tried[0]["members"], "failed": tried[0]["stuck"] + tried[0]["diverged"]}
-                best.append(entry | {"verdict": "no rate learned", "why": no_rate_hint(summary, method, optimizer)})
+                best.append(entry | {"verdict": "no rate learned", "why": no_rate_hint(summary, method, optimizer, model)})
                 continue
-            mine = cell_rows(method, optimizer, cell["learning_rate"])
+            mine = cell_rows(model, method, optimizer, cell["learning_rate"])
             entry |= {key: cell[key] for key in ("learning_rate", "members", *MEANS)}
             entry |= {"failed": cell["stuck"] + cell["diverged"], "per_seed": _per_seed(mine),
-                      "edge": edge_of(summary, method, optimizer, cell["learning_rate"]),
+                      "edge": edge_of(summary, method, optimizer, cell["learning_rate"], model),
                       "run_dir": next((row["run_dir"] for row in mine if row.get("run_dir")), "")}
             if method == baseline:
                 entry |= {"verdict": "baseline", "why": ""}
@@ -196,7 +215,8 @@ def best_rows(rows: list[dict], summary: list[dict], methods, optimizers, baseli
                 best.append(entry | ({} if method == baseline else
                                      {"verdict": "not judged", "why": f"the baseline {baseline} learned at no rate"}))
                 continue
-            result = stats.paired(test_by_seed(mine), test_by_seed(cell_rows(baseline, optimizer, reference["learning_rate"])))
+            result = stats.paired(test_by_seed(mine),
+                                  test_by_seed(cell_rows(model, baseline, optimizer, reference["learning_rate"])))
             entry |= {"pairs": result.pairs, "test_accuracy_diff_mean": result.diff, "diff_low": result.low,
                       "diff_high": result.high, "p_value": result.p_value, "detectable_difference": result.detectable}
             if entry["edge"] or reference_edge:
@@ -208,13 +228,19 @@ def best_rows(rows: list[dict], summary: list[dict], methods, optimizers, baseli
     return best
 
 
+def several_models(rows: list[dict]) -> bool:
+    """Whether ``rows`` name a network other than the mlp: then tables and lines show the model."""
+    return any(model_of(row) != "mlp" for row in rows)
+
+
 def format_best(best: list[dict], rate_label: str = "best rate") -> str:
-    header = (f"{'optimizer':<9} {'method':<10} {rate_label:>9}  {'val_accuracy (95%)':<25} "
+    shown = several_models(best)
+    header = (("model  " if shown else "") + f"{'optimizer':<9} {'method':<10} {rate_label:>9}  {'val_accuracy (95%)':<25} "
               f"{'test_accuracy (95%)':<25} {'vs baseline':<10} verdict (paired by seed)")
     lines = [header, "-" * len(header)]
     for row in best:
         rate = "—" if row["learning_rate"] == "" else f"{float(row['learning_rate']):g}" + ("*" if row["edge"] else "")
-        lines.append(f"{row['optimizer']:<9} {row['method']:<10} {rate:>9}  "
+        lines.append((f"{model_of(row):<6} " if shown else "") + f"{row['optimizer']:<9} {row['method']:<10} {rate:>9}  "
                      f"{stats.format_mean(row['val_accuracy_mean'], row['val_accuracy_low'], row['val_accuracy_high']):<25} "
                      f"{stats.format_mean(row['test_accuracy_mean'], row['test_accuracy_low'], row['test_accuracy_high']):<25} "
                      f"{versus(row):<10} {verdict_text(row)}")
@@ -245,13 +271,16 @@ def verdict_text(row: dict) -> str:
 
 
 def answer(best: list[dict]) -> list[str]:
-    """The study's answer in words: one line per optimizer, and one per method whose seeds split."""
+    """The study's answer in words: one line per optimizer (per model and optimizer when the study has
+    several networks), one per method whose seeds split, and the models side by side."""
     lines = []
-    for optimizer in dict.fromkeys(row["optimizer"] for row in best):
-        block = [row for row in best if row["optimizer"] == optimizer]
+    shown = several_models(best)
+    for model, optimizer in dict.fromkeys((model_of(row), row["optimizer"]) for row in best):
+        block = [row for row in best if (model_of(row), row["optimizer"]) == (model, optimizer)]
+        label = f"{model} {optimizer}" if shown else optimizer
         base = next(row for row in block if row["method"] == row["baseline"])
         if base["learning_rate"] == "":
-            lines.append(f"{optimizer}: the baseline {base['method']} learned at no rate ({base['why']}); nothing to "
+            lines.append(f"{label}: the baseline {base['method']} learned at no rate ({base['why']}); nothing to "
                          "compare against")
             continue
         parts = []
@@ -265,9 +294,23 @@ def answer(best: list[dict]) -> list[str]:
             parts.append(f"{row['method']} {row['verdict']} ({100 * float(row['test_accuracy_diff_mean']):+.2f} points "
                          f"{where}; {row['why']})")
         edge = "*" if base["edge"] else ""
-        lines.append(f"{optimizer}, each method at its own best learning rate (chosen on validation), test accuracy "
+        lines.append(f"{label}, each method at its own best learning rate (chosen on validation), test accuracy "
                      f"against {base['method']} ({float(base['test_accuracy_mean']):.4f} at lr "
                      f"{float(base['learning_rate']):g}{edge}): " + ("; ".join(parts) if parts else "the only method trained"))
-        lines += [f"{optimizer}, {row['method']}: the seeds split at lr {float(row['learning_rate']):g}: {row['per_seed']}"
+        lines += [f"{label}, {row['method']}: the seeds split at lr {float(row['learning_rate']):g}: {row['per_seed']}"
                   for row in block if row["per_seed"]]
+    return lines + (models_side_by_side(best) if shown else [])
+
+
+def models_side_by_side(best: list[dict]) -> list[str]:
+    """Per optimizer and method, each model's test accuracy at its own best rate: the models compared."""
+    lines = []
+    for optimizer in dict.fromkeys(row["optimizer"] for row in best):
+        for method in dict.fromkeys(row["method"] for row in best):
+            cells = [row for row in best if (row["optimizer"], row["method"]) == (optimizer, method)]
+            parts = [f"{model_of(row)} " + ("learned at no rate" if row["learning_rate"] == "" else
+                                             f"{float(row['test_accuracy_mean']):.4f} at lr {float(row['learning_rate']):g}"
+                                             + ("*" if row["edge"] else ""))
+                     for row in cells]
+            lines.append(f"{optimizer}, {method}, each model at its own best rate, test accuracy: " + "; ".join(parts))
     return lines

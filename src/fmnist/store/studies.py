@@ -42,8 +42,8 @@ from fmnist.store.runs import (
 STUDY_FILE = "study.json"
 PROGRAMS = "programs"  # the folder of the programs' files
 KIND_COMMANDS = {"sweep": "fmnist sweep", "compare": "fmnist compare"}
-# The settings that decide a program's numbers and never change while a study lives (seeds and
-# extra_rates grow: the members they add are new programs; data_dir may move; the rest chooses what is
+# The settings that decide a program's numbers and never change while a study lives (seeds, models and
+# extra_rates grow: the members they add are new programs, and a program's binding names its model; data_dir may move; the rest chooses what is
 # reported or kept, not what a member learns).
 IDENTITY_SETTINGS = ("methods", "learning_rates", "optimizers", "seed", "epochs", "batch_size", "valid_size", "verify")
 PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # "sgd", "adam-2", "edge3-sgd", "sgd-seeds5"
@@ -110,7 +110,7 @@ def _check_programs(programs: list, config: SweepConfig, path: Path) -> None:
     grid; together they hold every member exactly once."""
     names, seen = set(), set()
     for number, program in enumerate(programs, 1):
-        if not isinstance(program, dict) or set(program) != {"name", "optimizer", "members"}:
+        if not isinstance(program, dict) or set(program) - {"model"} != {"name", "optimizer", "members"}:
             raise DataError(f"{path}: damaged program {number} (not a name, an optimizer and members)")
         name, members = program["name"], program["members"]
         if not isinstance(name, str) or not PLAIN_NAME.fullmatch(name):
@@ -122,6 +122,9 @@ def _check_programs(programs: list, config: SweepConfig, path: Path) -> None:
         if program["optimizer"] not in config.optimizers:
             raise DataError(f"{path}: damaged program {name} (optimizer {brief(program['optimizer'], 60)!r} is not "
                             "one of the study's)")
+        if program.get("model", "mlp") not in config.models or program.get("model") == "mlp":
+            raise DataError(f"{path}: damaged program {name} (model {brief(program.get('model', 'mlp'), 60)!r} is not another "
+                            "of the study's models than the mlp)")
         if not isinstance(members, list) or not members or not all(
                 isinstance(index, int) and not isinstance(index, bool) and 0 <= index < config.member_count
                 for index in members):
@@ -149,7 +152,8 @@ def program_binding(recorded: dict, name: str) -> str:
     program's name, optimizer and size. Another program's file, or one written before study.json was
     edited, does not match."""
     program = program_record(recorded, name)
-    text = json.dumps([study_binding(recorded), name, program["optimizer"], len(program["members"])])
+    line = [program["optimizer"]] + ([program["model"]] if "model" in program else [])
+    text = json.dumps([study_binding(recorded), name, *line, len(program["members"])])
     return hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -13,28 +13,27 @@ from fmnist.reporting.tables import Status
 from fmnist.runtime import barrier
 from fmnist.store import artifacts, program_files, studies
 from fmnist.store.runs import create_run
-from fmnist.training.grid import (
-    StudyMember,
-)
+from fmnist.training.grid import StudyMember, lines_of
 from fmnist.training.train import write_results
 
 
 def kept_members(config: SweepConfig, members: list[StudyMember], rows: list[dict]) -> list[int]:
-    """The members whose models are saved: all, none, or per method x optimizer the first finished seed
-    at its best learning rate."""
+    """The members whose models are saved: all, none, or per model x optimizer x method the first finished
+    seed at its best learning rate."""
     if config.save_models == "all":
         return [member.index for member in members]
     if config.save_models == "none":
         return []
     summary = tables.summary_rows(rows)
     kept = []
-    for optimizer in config.optimizers:
+    for model, optimizer in lines_of(config):
         for method in config.methods:
-            cell = tables.best_rate(summary, method, optimizer)
+            cell = tables.best_rate(summary, method, optimizer, model)
             if cell is None:
                 continue
-            chosen = [row_index for row_index, row in enumerate(rows) if (row["method"], row["optimizer"], row["learning_rate"])
-                      == (method, optimizer, cell["learning_rate"]) and Status(row["status"]).finished]
+            chosen = [row_index for row_index, row in enumerate(rows)
+                      if (tables.model_of(row), row["method"], row["optimizer"], row["learning_rate"])
+                      == (model, method, optimizer, cell["learning_rate"]) and Status(row["status"]).finished]
             kept += chosen[:1]
     return kept
 
@@ -44,7 +43,7 @@ def save_models(folder, config, members, programs, state, stats, dataset) -> Non
     import jax
 
     from fmnist.engines.program import read_state
-    from fmnist.model import build_model
+    from fmnist.model import build_model, network_statistics
 
     rows = state.rows()
     study_id = studies.read_study(folder).get("study_id", "")
@@ -63,19 +62,26 @@ def save_models(folder, config, members, programs, state, stats, dataset) -> Non
             run_config = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, learning_rate=member.learning_rate,
                                      optimizer=member.optimizer, seed=member.seed, normalization=member.method,
                                      valid_size=config.valid_size, name=member.name, data_dir=config.data_dir,
-                                     verify=config.verify)
+                                     verify=config.verify, model=member.model)
             diverged = row["status"] == Status.DIVERGED
             metrics = {"diverged": diverged, "status": row["status"], "split_sizes": splits.sizes(),
                        "wall_seconds": row["seconds"]}
             model = None
             if not diverged:
                 metrics |= {"test_loss": row["test_loss"], "test_accuracy": row["test_accuracy"]}
-                model = build_model(member.method, stats[member.method], member.learning_rate, member.optimizer)
+                model = build_model(member.method, stats[member.method], member.learning_rate, member.optimizer,
+                                    member.model)
                 read_state(model)  # builds the optimizer's variables
                 for variables, prefix in ((model.trainable_variables, "trainable"),
                                           (model.optimizer.variables, "optimizer")):
                     for number, variable in enumerate(variables):
                         variable.assign(arrays[f"{prefix}_{number}"])
+                # The network's statistics come last among the non-trainable variables in both models (after
+                # the member's MemberNormalization settings, after the method's own layers here).
+                statistics = network_statistics(model)
+                count = sum(key.startswith("non_trainable_") for key in arrays)
+                for number, variable in enumerate(statistics, count - len(statistics)):
+                    variable.assign(arrays[f"non_trainable_{number}"])
             member_run(folder, run_config, dataset, stats[member.method], state.histories[member.index], metrics,
                             model, {"study": str(folder), "study_id": study_id, "index": member.index,
                                     "program": program["name"]})

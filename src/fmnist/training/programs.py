@@ -32,7 +32,8 @@ def train_program(program, label, config, folder, members, stats, splits, state,
         return
     progress = Progress(config.epochs, live=live)
     engine = MembersEngine(program["optimizer"], [Member(members[i].method, members[i].learning_rate, members[i].seed)
-                                                  for i in indices], stats, splits, config.batch_size, progress)
+                                                  for i in indices], stats, splits, config.batch_size, progress,
+                           model=program.get("model", "mlp"))
     first, seconds = 1, 0.0
     if saved:
         engine.load_state(program_files.read_program_state(folder, name, saved["epoch"]), saved["alive"])

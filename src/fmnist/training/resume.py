@@ -3,8 +3,9 @@
 
 A setting named again must equal the recorded one, except ``data_dir`` (the same data, verified by
 their digests, may have moved), a run's ``epochs`` (it may be raised; the checkpoint decides whether a
-lower one still fits) and a study's ``seeds`` (it may grow: the new seeds' members train as new programs,
-and the recorded ones keep their progress, states and run folders).
+lower one still fits) and a study's ``seeds`` and ``models`` (they may grow, models after the recorded
+ones: the new members train as new programs, and the recorded ones keep their progress, states and run
+folders).
 
 Before a study resumes, every file it would continue from is checked (``check_programs``): study.json's
 programs against the grid (each member in the program of its optimizer), each progress.json against the
@@ -28,14 +29,20 @@ from fmnist.training.grid import StudyMember, members_of, plan_programs
 
 def check_unchanged(folder, what: str, recorded: dict, given: dict, free=("data_dir",), grows=()) -> None:
     """Refuse a setting in ``given`` that differs from ``recorded`` (``what``: "run", "sweep", …), unless it
-    is ``free`` or grows (``grows``: may be raised, not lowered)."""
+    is ``free`` or grows (``grows``: a number may be raised, not lowered; a list may be added to, at its end)."""
     for key, value in given.items():
         before = recorded.get(key)
-        if key in free or value == before or key in grows and before is not None and value > before:
+        if key in free or value == before or key in grows and before is not None and _grows(value, before):
             continue
         more = f" (it may only add {key})" if key in grows else ""
         raise UsageError(f"resume {folder}: {key} {value!r} differs from the {what}'s {before!r}; resuming refuses "
                          f"changes that alter the result{more}", "resume")
+
+
+def _grows(value, before) -> bool:
+    if isinstance(before, (tuple, list)):
+        return len(value) > len(before) and tuple(value[: len(before)]) == tuple(before)
+    return value > before
 
 
 def resume_config(run_dir: str | os.PathLike, given: dict) -> TrainConfig:
@@ -62,30 +69,36 @@ def recorded_study(recorded: dict) -> SweepConfig:
 
 def resumed_study(folder, recorded: dict, given: dict) -> SweepConfig:
     """The study's recorded settings with ``given`` (named again on resume) applied: more ``seeds`` or
-    another ``data_dir``; any other difference is refused."""
+    another ``data_dir``; more ``models`` (after the recorded ones); any other difference is refused."""
     before = recorded_study(recorded)
-    check_unchanged(folder, recorded["kind"], dataclasses.asdict(before), given, grows=("seeds",))
-    return dataclasses.replace(before, **{key: given[key] for key in ("seeds", "data_dir") if key in given})
+    check_unchanged(folder, recorded["kind"], dataclasses.asdict(before), given, grows=GROWS)
+    return dataclasses.replace(before, **{key: given[key] for key in ("seeds", "models", "data_dir") if key in given})
+
+
+GROWS = ("seeds", "models")  # what a study's resume may add to
 
 
 def resumed_programs(folder, recorded: dict, config: SweepConfig, kind: str, members: list[StudyMember]) -> list[dict]:
-    """The recorded programs, and when ``config`` raises ``seeds`` new programs for the new seeds' members.
+    """The recorded programs, and when ``config`` adds ``seeds`` or ``models`` new programs for the new
+    members.
 
-    Adding seeds renumbers the members (the grid's order ends with the seed), so the recorded programs'
-    member indices are mapped through each member's settings; their progress and states are positional
-    within the program and stay valid."""
+    Adding seeds or models renumbers the members (the grid's order ends with the seed; a model's cells
+    come before the cells added beyond the grid's edges), so the recorded programs' member indices are
+    mapped through each member's settings; their progress and states are positional within the program
+    and stay valid."""
     before = recorded_study(recorded)
-    check_unchanged(folder, kind, dataclasses.asdict(before), dataclasses.asdict(config), grows=("seeds",))
+    check_unchanged(folder, kind, dataclasses.asdict(before), dataclasses.asdict(config), grows=GROWS)
     check_programs(folder, recorded, members_of(before, kind))
-    if config.seeds == before.seeds:
+    if (config.seeds, config.models) == (before.seeds, before.models):
         return recorded["programs"]
-    key = lambda member: (member.optimizer, member.method, member.learning_rate, member.seed)
+    key = lambda member: (member.model, member.optimizer, member.method, member.learning_rate, member.seed)
     index_of = {key(member): member.index for member in members}
     old = {member.index: index_of[key(member)] for member in members_of(before, kind)}
     programs = [program | {"members": [old[index] for index in program["members"]]} for program in recorded["programs"]]
     known = set(old.values())
     fresh = plan_programs(config, [member for member in members if member.index not in known])
-    suffix = f"-seeds{before.seed + before.seeds}"  # names of their own: never one of the recorded programs'
+    # names of their own: never one of the recorded programs' (a new model's programs are named for it)
+    suffix = f"-seeds{before.seed + before.seeds}" if config.seeds != before.seeds else ""
     return programs + [program | {"name": program["name"] + suffix} for program in fresh]
 
 
@@ -96,10 +109,11 @@ def check_programs(folder, recorded: dict, grid: list[StudyMember]) -> None:
     of study.json's settings (studies.read_study checked that the programs hold each of them once)."""
     for program in recorded["programs"]:
         name, cells = program["name"], [grid[index] for index in program["members"]]
-        stray = next((member.name for member in cells if member.optimizer != program["optimizer"]), None)
+        line = (program.get("model", "mlp"), program["optimizer"])
+        stray = next((member.name for member in cells if (member.model, member.optimizer) != line), None)
         if stray:
             raise DataError(f"{Path(folder) / studies.STUDY_FILE}: damaged program {name} (it holds {stray}, a "
-                            f"member of another optimizer than its {program['optimizer']})")
+                            f"member of another model or optimizer than its {' '.join(line)})")
         progress = program_files.read_progress(folder, name)
         if progress is None:
             continue

@@ -1,6 +1,6 @@
-"""A study: methods x optimizers x learning rates x seeds, many members per compiled program.
+"""A study: models x optimizers x methods x learning rates x seeds, many members per compiled program.
 
-grid -> members (in a fixed order) -> programs: the members of one optimizer, in pieces of at most
+grid -> members (in a fixed order) -> programs: the members of one model and optimizer, in pieces of at most
 ``members_per_program`` (grid.py) -> each program trains epoch by epoch, checkpointing after every epoch
 (programs.py, engines.members) -> members.csv and history.csv -> the kept members' run folders (kept.py).
 ``fmnist sweep`` (sweep.py) and ``fmnist compare`` (compare.py) add their own tables and figures.
@@ -108,13 +108,14 @@ def _extend(folder, config, kind, programs, added, state, clock, log):
     config = dataclasses.replace(config, extra_rates=config.extra_rates + added)
     members = members_of(config, kind)
     fresh = plan_programs(config, members[before:])
-    fresh = [program | {"name": f"edge{len(programs) + number}-{program['optimizer']}"}
+    fresh = [program | {"name": f"edge{len(programs) + number}-{tables.line_name(program.get('model', 'mlp'), program['optimizer'])}"}
              for number, program in enumerate(fresh, 1)]
     studies.record_study(folder, studies.read_study(folder, kind), config, programs + fresh)
     state.grow(members, fresh)
     clock.total += config.epochs * (len(members) - before)
     log(f"{kind}: best rate on the edge of the rates tried, adding " + ", ".join(
-        f"{method} {optimizer} lr {rate:g}" for optimizer, method, rate in added)
+        " ".join([method, *([model] if model != "mlp" else []), optimizer, f"lr {rate:g}"])
+        for model, optimizer, method, rate in added)
         + f" ({len(members) - before} members)")
     return config, members, programs + fresh
 
