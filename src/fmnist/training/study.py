@@ -77,7 +77,7 @@ def run_study(config: SweepConfig, output_dir=None, *, kind: str = "sweep", resu
     tell_resume(should_stop, f"{studies.KIND_COMMANDS[kind]} --resume {folder}")  # for a second signal's message
     stats = {method: normalization.get(method).fit(splits.x_train) for method in config.methods}
     devices = jax.devices()
-    log(f"{kind}: {len(members)} members ({describe_grid(config)}), {config.epochs} epochs, "
+    log(f"{kind}: {len(members)} members ({describe_grid(config)}), {config.epochs} epoch{'s' * (config.epochs != 1)}, "
         f"{len(programs)} program{'s' * (len(programs) != 1)} on {len(devices)} {devices[0].platform} "
         f"device{'s' * (len(devices) != 1)}" + (f" in {jax.process_count()} processes" if jax.process_count() > 1 else ""))
     state = StudyTables(folder, config, members, programs)
