@@ -7,14 +7,10 @@ import concurrent.futures
 import contextlib
 import http.client
 import json
-import os
 import random
-import select
 import signal
 import socket
 import struct
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -26,6 +22,7 @@ import numpy as np
 import pytest
 from conftest import tiny_images
 from PIL import Image
+from served import Server, read_line, start_serving
 
 from fmnist import normalization
 from fmnist.cli import main
@@ -39,53 +36,6 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
 PICTURES = sorted(p for p in EXAMPLES.iterdir() if p.suffix in (".png", ".jpg"))
 TIMEOUT = 2.0  # the served process's --timeout, short so that the slow-client tests are quick
 STOPPED = "fmnist: error: stopped by {} {}\n"  # stderr, all of it
-
-
-def start_serving(model: Path, *options: str, port: int = 0) -> subprocess.Popen:
-    env = os.environ | {"FMNIST_COMPILATION_CACHE": "off", "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "fmnist", "serve", str(model), "--port", str(port), *options],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-
-
-class Server:
-    """`fmnist serve MODEL --port 0 …` in its own process; ``url`` once it answers."""
-
-    def __init__(self, model: Path, *options: str):
-        self.process = start_serving(model, *options)
-        line = _read_line(self.process, 180)
-        if "serving" not in line:
-            self.process.kill()
-            raise RuntimeError(f"server did not start: {line!r} {self.process.stderr.read()}")
-        self.url = line.split(" at ")[1].split()[0]
-        self.host, self.port = self.url.removeprefix("http://").rstrip("/").split(":")
-
-    def call(self, path: str, body: bytes | None = None, headers: dict | None = None, method: str | None = None):
-        """(status, decoded JSON or text, headers) of one request on a fresh connection."""
-        connection = http.client.HTTPConnection(self.host, int(self.port), timeout=30)
-        method = method or ("POST" if body is not None else "GET")
-        try:
-            try:
-                connection.request(method, path, body=body, headers=headers or {})
-                response = connection.getresponse()
-            except (BrokenPipeError, ConnectionResetError):  # refused before the whole body was sent: read the answer
-                response = http.client.HTTPResponse(connection.sock, method=method)
-                response.begin()
-            payload = response.read()
-            kind = response.getheader("content-type", "")
-            return response.status, json.loads(payload) if "json" in kind else payload.decode(), dict(response.getheaders())
-        finally:
-            connection.close()
-
-    def stop(self) -> tuple[int, str]:
-        """(exit code, stderr) after SIGTERM."""
-        self.process.send_signal(signal.SIGTERM)
-        _, err = self.process.communicate(timeout=60)
-        return self.process.returncode, err
-
-
-def _read_line(process, seconds: float) -> str:
-    ready, _, _ = select.select([process.stdout], [], [], seconds)
-    return process.stdout.readline() if ready else ""
 
 
 def multipart(name: str, payload: bytes, field: str = "file") -> tuple[bytes, dict]:
@@ -571,7 +521,7 @@ def _signal_case(model_file, moment: str, names: tuple, rng: random.Random) -> d
             time.sleep(rng.uniform(0, 2.0))
             printed = ""
         else:
-            printed = _read_line(process, 180)
+            printed = read_line(process, 180)
             assert "serving" in printed, printed
             if moment == "busy":
                 slow = socket.create_connection(("127.0.0.1", port), timeout=30)

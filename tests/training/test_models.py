@@ -1,5 +1,6 @@
 """Models by name (``fmnist train --model``): each trains through the command line on tiny data with both
-engines alike, records its name, resumes as itself, and its saved model loads, predicts and exports."""
+engines alike, records its name, resumes as itself, and its saved model loads, predicts, exports and
+serves (a real ``fmnist serve`` process) as the tutorial's does."""
 
 import csv
 import json
@@ -9,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 from conftest import tiny_images, write_idx
+from served import Server
 
 import fmnist  # noqa: F401  registers fmnist's layers for plain keras.models.load_model
 from fmnist import normalization
@@ -26,8 +28,6 @@ from fmnist.model import (
 
 TEST_IMAGES = tiny_images(100, seed=2)[0]
 ENGINES = ("fused", "keras")
-# The guard's allow-lists (guard/archives.py LAYERS, guard/onnx_files.py OPERATORS) know only the mlp's
-# layers and operators so far: fmnist's own loading refuses the other models' files.
 
 
 def _data(folder):
@@ -163,6 +163,25 @@ def test_export_predict_and_evaluate_each_model(trained, tmp_path, model, capsys
         assert main(["evaluate", str(run / name), *data]) == 0
         capsys.readouterr()
     assert labels["model.keras"] == labels["model.onnx"]
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+def test_each_model_serves_what_predict_prints(trained, tmp_path, model, capsys):
+    """A real ``fmnist serve`` process on loopback, for the run folder of each model: JSON pixels in, the
+    same labels and probabilities as ``fmnist predict`` of the same model."""
+    run = trained[model, "fused"]
+    np.save(tmp_path / "x.npy", TEST_IMAGES[:8])
+    assert main(["predict", str(run), str(tmp_path / "x.npy"), "--format", "json"]) == 0
+    expected = json.loads(capsys.readouterr().out)
+    server = Server(run)
+    try:
+        status, served, _ = server.call("/predict", json.dumps(TEST_IMAGES[:8].tolist()).encode(),
+                                        {"content-type": "application/json"})
+    finally:
+        code, _ = server.stop()
+    assert status == 200 and code == 143
+    assert [row["label"] for row in served] == [row["label"] for row in expected]
+    assert [row["probability"] for row in served] == pytest.approx([row["probability"] for row in expected], abs=1e-6)
 
 
 def test_a_run_resumes_as_its_model_and_refuses_another(trained, tmp_path, capsys):
