@@ -39,7 +39,7 @@ RATES = (0.003, 0.005, 0.01, 0.02, 0.03)
 
 
 def _members(count):
-    from fmnist.engines.members import Member
+    from fmnist.engines.member_state import Member
 
     return [Member("standard", RATES[index % len(RATES)], index) for index in range(count)]
 
@@ -105,7 +105,8 @@ def side_by_side(count: int, epochs: int, rounds: int) -> dict:
 def child_retire(epochs: int) -> dict:
     """Epoch times of a program of 8 whose 4 raw-pixel members diverge at once, retired and not."""
     from fmnist import data, normalization
-    from fmnist.engines.members import Member, MembersEngine
+    from fmnist.engines.member_state import Member
+    from fmnist.engines.members import MembersEngine
 
     splits = data.split(data.load())
     stats = {method: normalization.get(method).fit(splits.x_train) for method in ("standard", "none")}
@@ -147,7 +148,8 @@ def study_savings(folder: Path) -> None:
 
 
 def child_memory(rates: int, seeds: int) -> dict:
-    from fmnist.engines.members import Member, MembersEngine
+    from fmnist.engines.member_state import Member
+    from fmnist.engines.members import MembersEngine
 
     splits, stats = _setup()
     members = [Member("standard", 10.0 ** -(1 + index / 2), seed) for index in range(rates) for seed in range(seeds)]

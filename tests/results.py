@@ -31,7 +31,7 @@ class Results:
 
 
 # history.csv's columns where keras.callbacks.TensorBoard puts them: (sub-run, tag). Spelled out here, not
-# imported from fmnist.reporting.events, so that a change of the layout fails the tests.
+# imported from fmnist.reporting.event_files, so that a change of the layout fails the tests.
 KERAS_LAYOUT = {"loss": ("train", "epoch_loss"), "accuracy": ("train", "epoch_accuracy"),
                 "epoch_seconds": ("train", "epoch_seconds"), "learning_rate": ("train", "epoch_learning_rate"),
                 "val_loss": ("validation", "epoch_loss"), "val_accuracy": ("validation", "epoch_accuracy")}
@@ -42,7 +42,7 @@ def read_events(folder: Path, sub_run: str = "") -> list:
     order, through TensorBoard's EventFileLoader."""
     from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
-    from fmnist.reporting.events import EVENTS
+    from fmnist.reporting.event_files import EVENTS
 
     path = folder / sub_run / EVENTS
     assert path.is_file(), path
@@ -96,7 +96,7 @@ def plant_previous_layout(folder: Path, epochs: int) -> None:
     from tensorboard.plugins.scalar.summary_v2 import scalar_pb
     from tensorboard.summary.writer.record_writer import RecordWriter
 
-    from fmnist.reporting.events import EVENTS
+    from fmnist.reporting.event_files import EVENTS
 
     with open(folder / EVENTS, "wb") as handle:
         writer = RecordWriter(handle)

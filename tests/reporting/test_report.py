@@ -13,8 +13,9 @@ import pytest
 
 from fmnist import CLASS_NAMES
 from fmnist.cli import main
-from fmnist.reporting import plots, tables
-from fmnist.reporting.report import verdict
+from fmnist.reporting import plots, study_plots
+from fmnist.reporting.answer import versus
+from fmnist.reporting.study_page import verdict
 from fmnist.store import artifacts
 from fmnist.store.artifacts import read_rows
 
@@ -82,7 +83,7 @@ def test_study_reports_put_the_table_and_its_words_first(small_results):
     rows = page.tables["answer-table"]
     assert [row[0] for row in rows[1:]] == ["none", "standard"]
     none = summary["none"]
-    assert rows[1][6:] == ["—", "no rate learned: try other rates"] == [tables.versus(none), verdict(none)[1]]
+    assert rows[1][6:] == ["—", "no rate learned: try other rates"] == [versus(none), verdict(none)[1]]
     assert rows[2][6:] == ["baseline", "the baseline"]
     assert "<strong>none</strong>" in text and "no rate learned: try other rates" in text
     assert len(page.tables["members"]) == 1 + 4
@@ -168,7 +169,7 @@ def _histories():
 
 
 def test_figures_take_their_axes_from_the_methods_that_learned(tmp_path):
-    figure = plots.plot_across_seeds(_histories(), ("val_accuracy", "loss"), tmp_path / "curves.png")
+    figure = study_plots.plot_across_seeds(_histories(), ("val_accuracy", "loss"), tmp_path / "curves.png")
     accuracy, loss = figure.axes
     assert 0.84 < accuracy.get_ylim()[0] < 0.86 and accuracy.get_ylim()[1] < 0.9  # not 0..1
     assert loss.get_ylim()[1] < 1 and loss.get_yscale() == "linear"
@@ -178,7 +179,7 @@ def test_figures_take_their_axes_from_the_methods_that_learned(tmp_path):
     for axes in figure.axes:
         assert all(float(tick).is_integer() for tick in axes.get_xticks())  # whole epochs only
         assert axes.get_xlabel() == "epoch" and "(" in axes.get_ylabel()  # a unit
-    one = plots.plot_across_seeds({"standard": [_histories()["standard"][0]]}, "val_accuracy", tmp_path / "one.png")
+    one = study_plots.plot_across_seeds({"standard": [_histories()["standard"][0]]}, "val_accuracy", tmp_path / "one.png")
     assert one.axes[0].get_legend().get_texts()[0].get_text() == "standard (1 seed)"
 
 
@@ -190,10 +191,10 @@ def test_the_heatmap_colours_span_the_cells_that_learned(tmp_path):
     summary.append({"method": "standard", "optimizer": "sgd", "learning_rate": 0.3, "val_accuracy_mean": 0.87,
                     "diverged": 0, "members": 2})  # a rate only standard tried (a grid extension): none's is blank
     best = [{"method": "none", "learning_rate": "", "edge": ""}, {"method": "standard", "learning_rate": 0.1, "edge": ""}]
-    figure = plots.plot_heatmap(summary, "sgd", ["none", "standard"], best, tmp_path / "heatmap.png")
+    figure = study_plots.plot_heatmap(summary, "sgd", ["none", "standard"], best, tmp_path / "heatmap.png")
     image = figure.axes[0].images[0]
     # the learned cells set the top; the scale spans at least 10 points, so a 3-point gap is not the whole range
-    assert image.norm.vmax == 0.89 and image.norm.vmin == pytest.approx(0.89 - plots.MIN_SCALE)
+    assert image.norm.vmax == 0.89 and image.norm.vmin == pytest.approx(0.89 - study_plots.MIN_SCALE)
     assert [tick.get_text() for tick in figure.axes[0].get_xticklabels()] == ["0.3", "0.1", "0.01"]
     texts = [text.get_text() for text in figure.axes[0].texts]
     assert texts[:2] == ["0.100\nstuck", "0.099\nstuck"] and re.search("boxed", figure.axes[0].get_title())

@@ -27,7 +27,8 @@ from results import (
 )
 
 from fmnist.reporting import events
-from fmnist.reporting.events import EVENTS, STUDY_RUNS
+from fmnist.reporting.event_files import EVENTS
+from fmnist.reporting.events import STUDY_RUNS
 from fmnist.store import artifacts
 from fmnist.store.artifacts import read_rows
 

@@ -13,7 +13,8 @@ import pytest
 from fmnist import data, engines, normalization
 from fmnist.cli import main
 from fmnist.config import MODELS, SweepConfig, TrainConfig
-from fmnist.engines.members import Member, MembersEngine
+from fmnist.engines.member_state import Member
+from fmnist.engines.members import MembersEngine
 from fmnist.errors import UsageError
 from fmnist.inference.load import load_model
 from fmnist.model import build_model

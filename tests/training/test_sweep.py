@@ -13,11 +13,13 @@ import pytest
 from fmnist import data, engines, normalization
 from fmnist.cli import main
 from fmnist.config import TrainConfig
-from fmnist.engines.members import Member, MembersEngine
+from fmnist.engines.member_state import Member
+from fmnist.engines.members import MembersEngine
 from fmnist.engines.program import read_state
 from fmnist.inference.load import load_model
 from fmnist.model import build_model
 from fmnist.reporting import tables
+from fmnist.reporting.answer import answer
 from fmnist.training.progress import Progress
 
 METHODS = ("none", "rescale", "minmax", "standard", "per-pixel", "per-image")
@@ -301,7 +303,7 @@ def test_best_rate_is_chosen_on_validation_and_tested_on_test_paired_by_seed():
                                                                         0.80 + np.arange(3) / 100).pvalue)
     # both best rates sit on the edge of the rates their method tried: no verdict
     assert (best["rescale"]["edge"], best["standard"]["edge"]) == ("lowest", "highest")
-    (line,) = tables.answer(list(best.values()))
+    (line,) = answer(list(best.values()))
     assert line == ("sgd, each method at its own best learning rate (chosen on validation), test accuracy against "
                     "standard (0.8100 at lr 0.1*): rescale not judged (-1.00 points at lr 0.3; rescale's best rate is the "
                     "lowest tried; extend the grid)")
@@ -318,20 +320,20 @@ def test_best_rate_is_chosen_on_validation_and_tested_on_test_paired_by_seed():
 
 def test_programs_are_cut_to_what_memory_allows(monkeypatch):
     from fmnist.config import SweepConfig
-    from fmnist.engines import members as members_module
+    from fmnist.engines import member_state
     from fmnist.training.grid import members_of, plan_programs
 
     config = SweepConfig(methods=("standard", "rescale"), learning_rates=(0.1, 0.01, 0.001), optimizers=("sgd", "adam"),
                          seeds=2)
     members = members_of(config, "sweep")
-    one = members_module.per_member_bytes(4 * 266_610, 32, 784 + 300 + 100 + 10)  # an SGD member of the mlp
-    monkeypatch.setattr(members_module, "memory_budget", lambda: 3 * one)
+    one = member_state.per_member_bytes(4 * 266_610, 32, 784 + 300 + 100 + 10)  # an SGD member of the mlp
+    monkeypatch.setattr(member_state, "memory_budget", lambda: 3 * one)
     programs = plan_programs(config, members)
     # 12 members per optimizer; three SGD members fit, rounded down to whole devices (2): pieces of 2;
     # an Adam member (two more slots) is larger, but a program holds at least one member per device
     assert [(p["optimizer"], len(p["members"])) for p in programs] == [("sgd", 2)] * 6 + [("adam", 2)] * 6
     assert sorted(i for p in programs for i in p["members"]) == list(range(24))
-    monkeypatch.setattr(members_module, "memory_budget", lambda: 10**15)
+    monkeypatch.setattr(member_state, "memory_budget", lambda: 10**15)
     assert [len(p["members"]) for p in plan_programs(config, members)] == [6, 6, 6, 6]  # at most 4 per CPU device
     assert [len(p["members"]) for p in plan_programs(dataclasses.replace(config, members_per_program=5), members)] \
         == [4, 4, 4] * 2  # at most 5, in even pieces

@@ -8,6 +8,7 @@ import sys
 from fmnist.cli import common, report
 from fmnist.config import COMPARE_METHODS, COMPARE_SEEDS, MODELS, MONITORS
 from fmnist.reporting import tables
+from fmnist.reporting.answer import LEGEND
 from fmnist.runtime import stop_on_signals
 
 
@@ -119,7 +120,7 @@ def compare_command(args) -> int:
     report.wrote(result.report)
     print()
     print(format_table(result.summary))
-    print(f"\n{tables.LEGEND}")
+    print(f"\n{LEGEND}")
     print(f"files in {result.folder}: runs.csv, summary.csv, members.csv, history.csv, val_accuracy.png, loss.png, "
           "report.html, tensorboard/, one folder per run")
     return 0
@@ -194,7 +195,7 @@ SWEEP_SETTINGS = ("methods", "learning_rates", "optimizers", "models", "seeds", 
 
 def sweep_command(args) -> int:
     from fmnist.config import SweepConfig
-    from fmnist.reporting.tables import answer, format_best
+    from fmnist.reporting.answer import answer, format_best
     from fmnist.runtime import is_main_process, join_processes
     from fmnist.store.studies import read_study
     from fmnist.training.resume import resumed_study
@@ -221,7 +222,7 @@ def sweep_command(args) -> int:
         report.wrote(result.report)
         print()
         print(format_best(best))
-        print(f"\n{tables.LEGEND}; best rate: the highest mean final val_accuracy among the rates where no seed "
+        print(f"\n{LEGEND}; best rate: the highest mean final val_accuracy among the rates where no seed "
               "diverged and one learned")
         for line in answer(best):
             print(f"answer: {line}")

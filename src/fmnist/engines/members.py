@@ -2,10 +2,11 @@
 
 The fused epoch (program.py) is ``jax.vmap``-ed over a leading member axis of the stacked stateless
 variables. Each member carries its own weights (initialized from its seed exactly as ``fmnist train``
-initializes), optimizer state with its own learning rate (an optimizer variable), normalization
-settings (``MemberNormalization``'s variables), batch-normalization statistics when its network has them
-(moving averages updated in training and used in evaluation, as Keras does) and shuffle order
-(``shuffle_order(seed, epoch)``). The training data are put on the devices once and shared by every member.
+initializes: member_state.py), optimizer state with its own learning rate (an optimizer variable),
+normalization settings (``MemberNormalization``'s variables), batch-normalization statistics when its
+network has them (moving averages updated in training and used in evaluation, as Keras does) and shuffle
+order (``shuffle_order(seed, epoch)``). The training data are put on the devices once and shared by every
+member.
 
 A member whose epoch ends with a non-finite loss or metric is frozen: it goes back to its state at
 the start of that epoch and stays there (its later epochs are computed and thrown away), while the
@@ -20,9 +21,7 @@ to every process.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import os
 
 import jax
 import jax.numpy as jnp
@@ -30,46 +29,9 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from fmnist import normalization
 from fmnist.engines import batches
-from fmnist.engines.program import Program, pad_blocks, read_state
-
-
-@dataclasses.dataclass(frozen=True)
-class Member:
-    """One model of a program: its normalization (method and fitted statistics), learning rate and seed
-    (the network and optimizer are the program's)."""
-
-    method: str
-    learning_rate: float
-    seed: int
-
-
-def mesh() -> Mesh:
-    """Every device of every process, in one line: the member axis is split along it."""
-    return Mesh(np.array(jax.devices()), ("members",))
-
-
-def per_member_bytes(state_bytes: int, batch_size: int, activations: int) -> int:
-    """What one more member costs while training: its state about four times over (weights, gradients,
-    the updated copy, the scan's carry) and its ``activations`` (float32 values per image: the network's,
-    ``model.activations_per_image``) for a batch and an evaluation block."""
-    from fmnist.engines.program import EVAL_BLOCK
-
-    return 4 * state_bytes + 4 * activations * (3 * batch_size + 2 * EVAL_BLOCK)
-
-
-def memory_budget() -> int:
-    """Bytes the members of one program may use: half the free memory of the devices (all of them)."""
-    device = jax.local_devices()[0]
-    stats = device.memory_stats() if device.platform != "cpu" else None
-    if stats and "bytes_limit" in stats:
-        return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0)) // 2 * jax.device_count()
-    try:
-        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError):
-        available = 4 << 30
-    return available // 2
+from fmnist.engines.member_state import InitialState, Member, mesh
+from fmnist.engines.program import Program, pad_blocks
 
 
 @functools.cache
@@ -119,7 +81,7 @@ class MembersEngine:
         self.alive = np.ones(len(members), bool)
         self.frozen: dict[int, dict[str, np.ndarray]] = {}  # a member that left the program -> its named arrays
         self._lay_out(np.arange(len(members)))
-        initial = _InitialState(optimizer, stats, members, model)
+        initial = InitialState(optimizer, stats, members, model)
         self.state = self._shard_members(initial.state)
 
     # -- placing arrays ------------------------------------------------------------------------------
@@ -282,54 +244,3 @@ def _local_rows(array, owned: list[int], padded: int) -> np.ndarray:
         for offset, member in enumerate(range(start, stop)):
             rows.setdefault(member, data[offset])
     return np.stack([rows[member] for member in owned]) if owned else np.zeros((0, *array.shape[1:]), array.dtype)
-
-
-class _InitialState:
-    """Each member's starting variables, as functions of member indices (for ``_shard_members``).
-
-    Weights: ``keras.utils.set_random_seed(seed)`` then the model is built, as ``fmnist train`` does, so
-    a member starts where the run with its seed starts (one build per distinct seed). Normalization:
-    normalization.member_settings. The network's own non-trainable variables (batch normalization's
-    moving mean and variance) start as Keras starts them. Optimizer: the fresh optimizer's variables with
-    the member's rate.
-    """
-
-    def __init__(self, optimizer: str, stats: dict[str, dict], members: list[Member], network: str = "mlp"):
-        import keras
-
-        from fmnist.model import build_member_model
-
-        self.members = members
-        self._weights = {}
-        for seed in sorted({member.seed for member in members}):
-            keras.utils.set_random_seed(seed)
-            model = build_member_model(optimizer, network)
-            trainable, non_trainable, optimizer_values = read_state(model)
-            self._weights[seed] = [np.asarray(value) for value in trainable]
-        normalizing = {id(variable) for variable in model.get_layer("member_normalization").non_trainable_variables}
-        self._non_trainable_starts = [(variable.name if id(variable) in normalizing else None, np.asarray(value))
-                               for variable, value in zip(model.non_trainable_variables, non_trainable)]
-        self._optimizer_names = [variable.name for variable in model.optimizer.variables]
-        self._optimizer_values = [np.asarray(value) for value in optimizer_values]
-        self._settings = {method: normalization.member_settings(method, stats[method])
-                          for method in {member.method for member in members}}
-        trainable_count = len(self._weights[members[0].seed])
-        self.state = (
-            [self._trainable(i) for i in range(trainable_count)],
-            [self._non_trainable(name, value) for name, value in self._non_trainable_starts],
-            [self._optimizer(i, name) for i, name in enumerate(self._optimizer_names)],
-        )
-
-    def _trainable(self, index):
-        return lambda rows: np.stack([self._weights[self.members[m].seed][index] for m in rows])
-
-    def _non_trainable(self, name, value):
-        if name is None:  # the network's own (batch normalization's statistics): the same start for every member
-            return lambda rows: np.repeat(value[None], len(rows), axis=0)
-        return lambda rows: np.stack([self._settings[self.members[m].method][name] for m in rows])
-
-    def _optimizer(self, index, name):
-        if name == "learning_rate":
-            return lambda rows: np.array([self.members[m].learning_rate for m in rows], np.float32)
-        value = self._optimizer_values[index]
-        return lambda rows: np.repeat(value[None], len(rows), axis=0)

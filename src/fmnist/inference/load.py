@@ -26,7 +26,7 @@ from fmnist.guard import archives, limits, safe_files
 from fmnist.guard.model_checks import check_keras_model, probe
 from fmnist.guard.onnx_files import CheckedOnnx, check_onnx, require
 from fmnist.guard.text import printable
-from fmnist.store import studies
+from fmnist.store import kept_runs, studies
 
 
 class OnnxModel:
@@ -107,7 +107,7 @@ def model_path(target: str | Path) -> Path:
     except OSError as error:  # absent, unreadable folder, ...: said before anything about suffixes
         raise missing(error, "no such model file or run folder") from None
     if stat.S_ISDIR(info.st_mode) and (path / studies.STUDY_FILE).is_file():  # a sweep or a comparison
-        run_dir, which = studies.best_model(path)
+        run_dir, which = kept_runs.best_model(path)
         print(f"fmnist: {printable(which)}", file=sys.stderr)
         path = run_dir / "model.keras"
     elif stat.S_ISDIR(info.st_mode):

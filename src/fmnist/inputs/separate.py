@@ -22,13 +22,7 @@ itself when its background is plain already), turned upright when the camera was
   outline's own blend with the background is left out (one working pixel). The product is then laid, with its own shading, on white, as every product of the dataset was photographed, so
   it is negated as they were, light or dark. (Laid on the background's mean colour instead, the light
   products on darker textures were not negated: 55% against 95% raw on wood, 40 pictures.)
-* **Tilt**: the product's outline is turned to the angle, within 15 degrees either way, whose upright
-  bounding box is smallest (the minimum-area rectangle of its convex hull): upright garments and
-  sideways shoes alike are boxed tightest in the pose the dataset shows them, so nothing meant to lie
-  sideways is stood up. Only a box at least 1% smaller than the upright one counts (7% of untilted test
-  images would be turned otherwise). Measured on 1,500 test images: tilted 4-10 degrees, the rule wins
-  back all but 2-3 points of the 2-20 lost. It cannot see the tilt of an outline whose box hardly changes
-  as it turns (a shirt with outspread sleeves) and leaves such a picture as it is.
+* **Tilt**: the product's outline turned upright when the camera was tilted (untilt.py).
 * **Doubts** become warnings: no product found in a textured picture, or one that fills it, reaches into
   the border band (a close-up: the band then holds some of the product), or leaves many background
   pixels as unlike the border as a product's.
@@ -44,6 +38,9 @@ import dataclasses
 import math
 
 import numpy as np
+
+from fmnist.inputs.masks import border, fill_small_holes, largest, opened
+from fmnist.inputs.untilt import untilted
 
 TRIM_DISTANCE = 0.05 * math.sqrt(3) * 255  # the paper's 5% of the largest distance in RGB space
 PLAIN_SHARE = 0.9  # of the border band within the trim distance of the corners' colour: a plain background
@@ -61,10 +58,6 @@ BAND = 0.04  # of the working size: the border band the background is learned fr
 # lines 2 pixels thin such as a brick wall's mortar: no better).
 SETTLE_ROUNDS, SETTLE_WIDTH = 2, 7
 BORDER_QUANTILE, MARGIN = 99.0, 2.0  # unlike the background: less likely than 99% of its border band, by 2 nats
-MAX_TILT = 15.0  # degrees either way; a larger turn is a pose, not a tilt
-MIN_TILT = 1.0  # degrees: below it the picture is left as it is (the rule's own noise)
-MIN_GAIN = 0.01  # turned only when that box is at least 1% smaller than the upright one
-TILT_STEP = 0.5
 # When to say the separation is unsure: the product takes this share of the picture (it may have merged
 # with the background), or almost none; or the background holds many pixels unlike its own border.
 STRAY = 0.25  # of the product's area: background pixels as unlike the border as a product's
@@ -90,13 +83,15 @@ def separate(rgb, textured: bool = True, untilt: bool = True) -> Scene:
     if product is not None:
         scene = Scene(rgb, background, product)
         if textured and _lighter_and_darker(rgb, background, product):
-            scene = _on_white(rgb, _fill_small_holes(_largest(_outline_off(product))), warnings=[])
+            scene = _on_white(rgb, fill_small_holes(largest(_outline_off(product))), warnings=[])
     elif textured:
         scene = _textured(rgb)
     else:
         return Scene(rgb, None, None)
-    if untilt and scene.product is not None and scene.product.any() and not scene.product[_border(scene.product.shape, 1)].any():
-        scene = _untilted(scene)  # a product the frame cuts has no box of its own to turn
+    if untilt and scene.product is not None and scene.product.any() and not scene.product[border(scene.product.shape, 1)].any():
+        # a product the frame cuts has no box of its own to turn
+        picture, product, turned = untilted(scene.picture, scene.product, scene.background)
+        scene = dataclasses.replace(scene, picture=picture, product=product, turned=turned)
     return scene
 
 
@@ -115,7 +110,7 @@ def band_colour(rgb) -> tuple[int, int, int] | None:
     """The border band's commonest colour: the one most of 600 of its pixels lie within the trim distance
     of, when at least ``BAND_SHARE`` of them do; else None."""
     pixels = np.asarray(rgb, dtype=np.float64)
-    samples = _sample(pixels[_border(pixels.shape[:2], _band_width(pixels.shape[:2]))], 600)
+    samples = _sample(pixels[border(pixels.shape[:2], _band_width(pixels.shape[:2]))], 600)
     near = np.linalg.norm(samples[:, None] - samples[None], axis=-1) <= TRIM_DISTANCE
     best = near[near.sum(axis=1).argmax()]
     if best.mean() < BAND_SHARE:
@@ -145,12 +140,12 @@ def _plain_product(rgb, background) -> np.ndarray | None:
 
     far = far_from(rgb, background)
     width = _band_width(far.shape)
-    band = _border(far.shape, width)
+    band = border(far.shape, width)
     near = np.asarray(rgb, dtype=np.float64)[band & ~ndimage.binary_dilation(far)]  # the outline's blend aside
     if len(near) and np.sqrt(((near - near.mean(axis=0)) ** 2).sum(axis=1).mean()) > TEXTURE_SPREAD:
         return None
-    product = _opened(far)
-    if 1.0 - far[band].mean() >= PLAIN_SHARE or (far & band & ~_largest(product)).mean() / band.mean() <= STRAY_BAND:
+    product = opened(far)
+    if 1.0 - far[band].mean() >= PLAIN_SHARE or (far & band & ~largest(product)).mean() / band.mean() <= STRAY_BAND:
         return product
     return product if _stretches(far[width - 1: far.shape[0] - width + 1, width - 1: far.shape[1] - width + 1]) <= MAX_CROSSINGS else None
 
@@ -173,18 +168,18 @@ def _textured(rgb) -> Scene:
     scale = min(1.0, WORKING_SIZE / max(width, height))
     small = rgb.resize((max(8, round(width * scale)), max(8, round(height * scale))), Image.Resampling.BOX)
     pixels = np.asarray(small, dtype=np.float64)
-    band = _border(pixels.shape[:2], max(2, round(BAND * max(pixels.shape[:2]))))
+    band = border(pixels.shape[:2], max(2, round(BAND * max(pixels.shape[:2]))))
     unlike = _unlike_border(pixels, band)
-    mask = _largest(_opened(unlike))
+    mask = largest(opened(unlike))
     for _ in range(SETTLE_ROUNDS):
         if mask.sum() >= 16:
             mask = _settled(pixels, mask, band)
-    mask = _fill_small_holes(_largest(mask))
+    mask = fill_small_holes(largest(mask))
     warnings = _doubts(mask, unlike, band)
     if mask.mean() < MIN_AREA:  # no product found: nothing to lay on white
         return Scene(rgb, None, None, warnings=warnings)
     if mask.sum() > 64:  # one working pixel off the outline: its blend with the background
-        mask = _largest(ndimage.binary_erosion(mask))
+        mask = largest(ndimage.binary_erosion(mask))
     return _on_white(rgb, mask, warnings)
 
 
@@ -247,7 +242,7 @@ def _settled(pixels: np.ndarray, mask: np.ndarray, band: np.ndarray, width: int 
     product, background = _mixture(colours[inside]), _mixture(colours[around | band])
     settled = inside.copy()
     settled[rim] = product.score_samples(colours[rim]) > background.score_samples(colours[rim])
-    return _opened(settled)
+    return opened(settled)
 
 
 def _mixture(samples: np.ndarray):
@@ -277,72 +272,3 @@ def _doubts(mask: np.ndarray, unlike: np.ndarray, band: np.ndarray) -> list[str]
         reason = "it fills the picture" if area > MAX_AREA else "it reaches the edge" if edge else "the texture is busy"
         return [f"the product may not be cleanly separated from the textured background ({reason})"]
     return []
-
-
-def _untilted(scene: Scene) -> Scene:
-    from PIL import Image
-
-    angle = tilt(scene.product)
-    if abs(angle) < MIN_TILT:
-        return scene
-    picture = scene.picture.rotate(angle, Image.Resampling.BICUBIC, expand=True, fillcolor=scene.background)
-    product = Image.fromarray(scene.product.astype(np.uint8) * 255).rotate(angle, Image.Resampling.BILINEAR, expand=True)
-    return dataclasses.replace(scene, picture=picture, product=np.asarray(product) > 127, turned=angle)
-
-
-def tilt(product: np.ndarray) -> float:
-    """Degrees to turn (counter-clockwise, as Pillow turns) so that the product's upright bounding box is
-    smallest, when that is clearly smaller than upright; the middle of tied angles."""
-    from scipy.spatial import ConvexHull, QhullError
-
-    rows, columns = np.nonzero(product)
-    points = np.stack([columns, rows], axis=1).astype(np.float64)
-    try:
-        points = points[ConvexHull(points).vertices]
-    except (QhullError, ValueError):  # too few points, or all on a line: nothing to turn
-        return 0.0
-    points -= points.mean(axis=0)
-    angles = np.arange(-MAX_TILT, MAX_TILT + TILT_STEP / 2, TILT_STEP)
-    radians = np.radians(angles)[:, None]
-    x = points[:, 0] * np.cos(radians) - points[:, 1] * np.sin(radians)
-    y = points[:, 0] * np.sin(radians) + points[:, 1] * np.cos(radians)
-    area = np.ptp(x, axis=1) * np.ptp(y, axis=1)
-    if area[len(angles) // 2] <= area.min() * (1.0 + MIN_GAIN):  # 7% of untilted test images, 78% of those at 4 degrees
-        return 0.0
-    return -float(np.median(angles[area <= area.min() * 1.0005]))  # image rows run down: Pillow's sense is the other
-
-
-def _border(shape, width: int) -> np.ndarray:
-    band = np.zeros(shape, bool)
-    band[:width], band[-width:], band[:, :width], band[:, -width:] = True, True, True, True
-    return band
-
-
-def _opened(mask: np.ndarray) -> np.ndarray:
-    from scipy import ndimage
-
-    return ndimage.binary_opening(mask, ndimage.generate_binary_structure(2, 1))
-
-
-def _largest(mask: np.ndarray, share: float = 0.15) -> np.ndarray:
-    """The largest part and any other at least ``share`` of its size (a sandal's straps, a bag's handle)."""
-    from scipy import ndimage
-
-    labels, count = ndimage.label(mask)
-    if count < 2:
-        return mask
-    sizes = ndimage.sum(mask, labels, range(1, count + 1))
-    return np.isin(labels, np.flatnonzero(sizes >= share * sizes.max()) + 1)
-
-
-def _fill_small_holes(mask: np.ndarray, share: float = 0.002) -> np.ndarray:
-    """Holes under ``share`` of the picture filled (a speck of the product lost); larger ones kept (a bag's
-    handle, a sandal's straps)."""
-    from scipy import ndimage
-
-    holes = ndimage.binary_fill_holes(mask) & ~mask
-    labels, count = ndimage.label(holes)
-    if not count:
-        return mask
-    sizes = ndimage.sum(holes, labels, range(1, count + 1))
-    return mask | np.isin(labels, np.flatnonzero(sizes < max(4, share * mask.size)) + 1)

@@ -15,7 +15,8 @@ from pathlib import Path
 from fmnist import normalization
 from fmnist.config import COMPARE_METHODS, COMPARE_SEEDS, SweepConfig, TrainConfig
 from fmnist.errors import UsageError
-from fmnist.reporting import plots, tables
+from fmnist.reporting import study_plots, tables
+from fmnist.reporting.answer import format_best
 from fmnist.reporting.report import write_report
 from fmnist.reporting.tables import Status
 from fmnist.runtime import is_main_process
@@ -46,7 +47,7 @@ def summarize(rows: list[dict], config: SweepConfig) -> list[dict]:
 
 
 def format_table(summary: list[dict]) -> str:
-    return tables.format_best(summary, rate_label="rate")
+    return format_best(summary, rate_label="rate")
 
 
 @dataclasses.dataclass
@@ -100,7 +101,7 @@ def compare(config: SweepConfig | None = None, output_dir=None, *, resume: bool 
                      [history for member, history in zip(result.members, result.histories)
                       if (member.model, member.method) == (model, method)]
                      for model in config.models for method in config.methods}
-        plots.plot_across_seeds(histories, "val_accuracy", result.folder / "val_accuracy.png")
-        plots.plot_across_seeds(histories, ("loss", "val_loss"), result.folder / "loss.png")
+        study_plots.plot_across_seeds(histories, "val_accuracy", result.folder / "val_accuracy.png")
+        study_plots.plot_across_seeds(histories, ("loss", "val_loss"), result.folder / "loss.png")
         return Comparison(result.folder, rows, summary, write_report(result.folder))
     return Comparison(result.folder, rows, summary)

@@ -64,7 +64,7 @@ def plan_programs(config: SweepConfig, members: list[StudyMember]) -> list[dict]
     A program of another network than the mlp records it (``"model"``) and has its name first."""
     import jax
 
-    from fmnist.engines.members import memory_budget, per_member_bytes
+    from fmnist.engines.member_state import memory_budget, per_member_bytes
     from fmnist.model import activations_per_image, trainable_parameters
 
     devices = jax.device_count()

@@ -11,7 +11,7 @@ from fmnist.config import SweepConfig, TrainConfig
 from fmnist.reporting import tables
 from fmnist.reporting.tables import Status
 from fmnist.runtime import barrier
-from fmnist.store import artifacts, program_files, studies
+from fmnist.store import artifacts, kept_runs, program_files, studies
 from fmnist.store.runs import create_run
 from fmnist.training.grid import StudyMember, lines_of
 from fmnist.training.train import write_results
@@ -52,7 +52,7 @@ def save_models(folder, config, members, programs, state, stats, dataset) -> Non
     splits = data.split(dataset, config.valid_size)
     for program in programs:
         positions = [position for position, index in enumerate(program["members"]) if index in kept
-                     and not studies.kept_member(folder / members[index].name, study_id)]
+                     and not kept_runs.kept_member(folder / members[index].name, study_id)]
         if not positions:
             continue
         saved = program_files.read_program_state(folder, program["name"], config.epochs, positions,

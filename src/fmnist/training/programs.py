@@ -16,7 +16,8 @@ from fmnist.training.progress import Progress
 
 def train_program(program, label, config, folder, members, stats, splits, state, clock, log, live, should_stop,
                    kind) -> None:
-    from fmnist.engines.members import Member, MembersEngine
+    from fmnist.engines.member_state import Member
+    from fmnist.engines.members import MembersEngine
 
     name, indices = program["name"], program["members"]
     saved = program_files.read_progress(folder, name)

@@ -22,7 +22,7 @@ from fmnist.config import SweepConfig
 from fmnist.errors import Interrupted
 from fmnist.reporting import tables
 from fmnist.runtime import any_process, is_main_process, tell_resume
-from fmnist.store import artifacts, runs, studies
+from fmnist.store import artifacts, kept_runs, runs, studies
 from fmnist.training.grid import (
     StudyMember,
     describe_grid,
@@ -67,7 +67,7 @@ def run_study(config: SweepConfig, output_dir=None, *, kind: str = "sweep", resu
         folder = Path(output_dir)
         recorded = studies.reopen_study(folder, kind, dataset)
         for member in members:  # now, not after training: a foreign run where a member's folder belongs
-            studies.kept_member(folder / member.name, recorded.get("study_id", ""))
+            kept_runs.kept_member(folder / member.name, recorded.get("study_id", ""))
         if programs != recorded["programs"]:
             studies.record_study(folder, recorded, config, programs)
         artifacts.remove_temporaries(folder)

@@ -5,7 +5,7 @@ optimizer), a heatmap and the best rates' curves per model and optimizer, and re
 from __future__ import annotations
 
 from fmnist.config import SweepConfig
-from fmnist.reporting import plots, tables
+from fmnist.reporting import study_plots, tables
 from fmnist.reporting.report import write_report
 from fmnist.runtime import is_main_process
 from fmnist.store import artifacts
@@ -28,13 +28,13 @@ def sweep(config: SweepConfig, output_dir=None, *, resume: bool = False, runs_ro
         for model, optimizer in lines_of(config):
             line, title = tables.line_name(model, optimizer), optimizer if config.models == ("mlp",) else f"{model} {optimizer}"
             mine = [row for row in best if (tables.model_of(row), row["optimizer"]) == (model, optimizer)]
-            plots.plot_heatmap([row for row in summary if row["model"] == model], optimizer, config.methods, mine,
+            study_plots.plot_heatmap([row for row in summary if row["model"] == model], optimizer, config.methods, mine,
                                result.folder / f"heatmap-{line}.png", title)
             chosen = {row["method"]: [result.histories[i] for i, member in enumerate(result.members)
                                       if (member.model, member.method, member.optimizer, member.learning_rate)
                                       == (model, row["method"], optimizer, row["learning_rate"])]
                       for row in mine if row["learning_rate"] != ""}
             labels = {row["method"]: f"lr {row['learning_rate']:g}" for row in mine if row["learning_rate"] != ""}
-            plots.plot_best_curves(chosen, labels, title, result.folder / f"curves-{line}.png")
+            study_plots.plot_best_curves(chosen, labels, title, result.folder / f"curves-{line}.png")
         result.report = write_report(result.folder)
     return result, best

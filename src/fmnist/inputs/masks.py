@@ -1,0 +1,45 @@
+"""Binary masks of a picture, as the steps of ``separate`` (separate.py) clean them: the border band, an
+opening that drops specks, the largest parts, and small holes filled.
+
+SciPy's ``ndimage`` does the work (imported when first needed: it is heavy to import).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def border(shape, width: int) -> np.ndarray:
+    band = np.zeros(shape, bool)
+    band[:width], band[-width:], band[:, :width], band[:, -width:] = True, True, True, True
+    return band
+
+
+def opened(mask: np.ndarray) -> np.ndarray:
+    from scipy import ndimage
+
+    return ndimage.binary_opening(mask, ndimage.generate_binary_structure(2, 1))
+
+
+def largest(mask: np.ndarray, share: float = 0.15) -> np.ndarray:
+    """The largest part and any other at least ``share`` of its size (a sandal's straps, a bag's handle)."""
+    from scipy import ndimage
+
+    labels, count = ndimage.label(mask)
+    if count < 2:
+        return mask
+    sizes = ndimage.sum(mask, labels, range(1, count + 1))
+    return np.isin(labels, np.flatnonzero(sizes >= share * sizes.max()) + 1)
+
+
+def fill_small_holes(mask: np.ndarray, share: float = 0.002) -> np.ndarray:
+    """Holes under ``share`` of the picture filled (a speck of the product lost); larger ones kept (a bag's
+    handle, a sandal's straps)."""
+    from scipy import ndimage
+
+    holes = ndimage.binary_fill_holes(mask) & ~mask
+    labels, count = ndimage.label(holes)
+    if not count:
+        return mask
+    sizes = ndimage.sum(holes, labels, range(1, count + 1))
+    return mask | np.isin(labels, np.flatnonzero(sizes < max(4, share * mask.size)) + 1)
