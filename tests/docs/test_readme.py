@@ -59,6 +59,7 @@ SKIPPED = {  # a block's first command: why the test does not run it
         "the test suite itself and the benchmarks (minutes); CI runs make test",
     "make bench": BENCHMARK,
     "$ .venv/bin/python benchmarks/sweep_speed.py": BENCHMARK,
+    ".venv/bin/python benchmarks/model_cost.py --models mlp --members 4 --epochs 2 --rounds 1": BENCHMARK,
     ".venv/bin/python benchmarks/picture_robustness.py /tmp/pictures-tutorial": BENCHMARK,
     "make bench-serve RUN=runs/tutorial": BENCHMARK,
     ".venv/bin/python tests/fuzz_inputs.py --seconds 900 --seed 1 --keras-load":
