@@ -250,6 +250,11 @@ class SweepConfig:
             raise UsageError(f"members_per_program {self.members_per_program}: must be an integer >= 1", "members_per_program")
 
     @property
+    def shows_models(self) -> bool:
+        """Whether its lines and figures name the network: any study but one of the mlp alone."""
+        return self.models != ("mlp",)
+
+    @property
     def member_count(self) -> int:
         grid = len(self.methods) * len(self.learning_rates) * len(self.optimizers) * len(self.models)
         return (grid + len(self.extra_rates)) * self.seeds

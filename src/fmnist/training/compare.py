@@ -88,7 +88,7 @@ def compare(config: SweepConfig | None = None, output_dir=None, *, resume: bool 
                        should_stop=should_stop)
     rows = [{key: row[key] for key in RUN_COLUMNS if key in row} | {"diverged": "yes" if row["status"] == Status.DIVERGED else "no"}
             for row in result.rows]
-    several = config.models != ("mlp",)
+    several = config.shows_models
     for number, row in enumerate(rows, 1):
         log(f"[{number}/{len(rows)}] {row['model'] + ' ' if several else ''}{row['method']} seed {row['seed']}: "
             f"{row['status']}, val_accuracy {row['val_accuracy']:.4f}, test_accuracy {row['test_accuracy']:.4f} "

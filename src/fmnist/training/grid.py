@@ -125,6 +125,6 @@ def describe_grid(config: SweepConfig) -> str:
     def count(values, word):
         return f"{len(values)} {word}{'s' * (len(values) != 1)}"
 
-    models = [count(config.models, "model")] if config.models != ("mlp",) else []
+    models = [count(config.models, "model")] if config.shows_models else []
     return " x ".join([*models, count(config.methods, "method"), count(config.learning_rates, "learning rate"),
                        count(config.optimizers, "optimizer"), count(range(config.seeds), "seed")])

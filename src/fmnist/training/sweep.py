@@ -26,7 +26,7 @@ def sweep(config: SweepConfig, output_dir=None, *, resume: bool = False, runs_ro
         artifacts.write_csv(result.folder / "summary.csv", summary, tables.SUMMARY_COLUMNS)
         artifacts.write_csv(result.folder / "best.csv", best, tables.BEST_COLUMNS)
         for model, optimizer in lines_of(config):
-            line, title = tables.line_name(model, optimizer), optimizer if config.models == ("mlp",) else f"{model} {optimizer}"
+            line, title = tables.line_name(model, optimizer), f"{model} {optimizer}" if config.shows_models else optimizer
             mine = [row for row in best if (tables.model_of(row), row["optimizer"]) == (model, optimizer)]
             study_plots.plot_heatmap([row for row in summary if row["model"] == model], optimizer, config.methods, mine,
                                result.folder / f"heatmap-{line}.png", title)
