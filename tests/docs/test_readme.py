@@ -6,8 +6,10 @@ Blocks: ```python blocks run with .venv/bin/python; ```sh blocks run with bash; 
 lines start with ``$ `` are transcripts, their commands run with .venv/bin on PATH (the README says to
 activate it); other untagged blocks are the output of the block before, and the classes they show are
 checked. A ``fmnist serve`` block keeps running while the next block (the client) runs, then gets
-SIGINT. Blocks that cannot run here are listed in SKIPPED with the reason, and a test fails if a block
-is neither run nor listed.
+SIGINT. Benchmarks (a block that starts with ``make bench`` or ``python benchmarks/``) are not run: they
+take minutes on the real data, and docs/benchmarks.md records what they measured. Other blocks that
+cannot run here are listed in SKIPPED with the reason, and a test fails if a block is neither run nor
+listed.
 
 The tutorial's model (``fmnist train --output-dir runs/tutorial --quiet``) is what several documents
 start from. It is trained once per session, where a document first runs that command, and the folder it
@@ -40,7 +42,8 @@ README = ROOT / "README.md"
 DOCUMENTS = [README, *sorted((ROOT / "docs").glob("*.md"))]
 RESULTS = ROOT / "docs" / "results.md"  # its blocks are hours of training: each must be listed in SKIPPED
 README_LIMIT = 20_000  # bytes: the README is the front door; the depth goes into docs/
-BENCHMARK = "a benchmark (minutes, on the real data); docs/benchmarks.md records what it measured"
+BENCHMARKS = ("make bench", "python benchmarks/")  # a block that starts so is a benchmark: minutes on the real
+# data, recorded in docs/benchmarks.md, and never run by the tests (make bench runs them)
 SKIPPED = {  # a block's first command: why the test does not run it
     "make run": "installs, fetches the data and trains (the commands it runs are run below); "
                 "make test would run this suite inside itself; CI runs make test",
@@ -57,11 +60,6 @@ SKIPPED = {  # a block's first command: why the test does not run it
         "its scalars and HParams over HTTP and stops it",
     ".venv/bin/python -m pytest -m \"not integration and not processes\"":
         "the test suite itself and the benchmarks (minutes); CI runs make test",
-    "make bench": BENCHMARK,
-    "$ .venv/bin/python benchmarks/sweep_speed.py": BENCHMARK,
-    ".venv/bin/python benchmarks/model_cost.py --models mlp --members 4 --epochs 2 --rounds 1": BENCHMARK,
-    ".venv/bin/python benchmarks/picture_robustness.py /tmp/pictures-tutorial": BENCHMARK,
-    "make bench-serve RUN=runs/tutorial": BENCHMARK,
     ".venv/bin/python tests/fuzz_inputs.py --seconds 900 --seed 1 --keras-load":
         "15 minutes of fuzzing; tests/guard/test_fuzz.py runs the same fuzzer for 800 inputs",
 }
@@ -100,8 +98,12 @@ class Block:
         return f"{self.document.relative_to(ROOT)} line {self.line}"
 
     @property
+    def benchmark(self) -> bool:
+        return self.kind != "output" and bare(self.commands[0]).startswith(BENCHMARKS)
+
+    @property
     def runs(self) -> bool:
-        return self.kind != "output" and self.key not in SKIPPED
+        return self.kind != "output" and self.key not in SKIPPED and not self.benchmark
 
 
 def blocks_of(document: Path) -> list[Block]:
