@@ -5,12 +5,13 @@ driven by Selenium through ``/usr/bin/chromedriver``: nothing is downloaded (Sel
 offline and never asked for a driver). Chromium starts with the flags that keep it from reaching for the
 network, which it would otherwise wait for on this closed machine, and a fresh profile folder.
 
-Use the ``browser`` fixture (conftest.py imports it): a session-wide ``selenium.webdriver.Chrome``.
+Use the ``browser`` fixture (conftest.py imports it): a session-wide ``selenium.webdriver.Chrome``, clean for each test.
 Tests that use it are skipped, with the reason, where Chromium, its driver or Selenium is missing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -56,7 +57,8 @@ def start_browser(profile: Path):
 
 
 @pytest.fixture(scope="session")
-def browser(tmp_path_factory):
+def chromium(tmp_path_factory):
+    """One headless Chromium for the session (starting one takes seconds)."""
     reason = missing()
     if reason:
         pytest.skip(f"no headless browser: {reason}")
@@ -67,3 +69,18 @@ def browser(tmp_path_factory):
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture
+def browser(chromium):
+    """The session's Chromium as a test of its own finds it: a blank page, an empty console log (what an
+    earlier test's pages logged is drained), the network as it is; and so it is left."""
+    def reset():
+        chromium.get("about:blank")
+        chromium.get_log("browser")  # reading the log empties it
+        with contextlib.suppress(Exception):  # nothing to delete when no test set conditions
+            chromium.delete_network_conditions()
+
+    reset()
+    yield chromium
+    reset()

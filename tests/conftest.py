@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from browser import browser  # noqa: F401  the headless-Chromium fixture (tests/browser.py)
+from browser import browser, chromium  # noqa: F401  the headless-Chromium fixtures (tests/browser.py)
 from results import small_results  # noqa: F401  a run, a comparison and a sweep on tiny data (tests/results.py)
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
