@@ -62,4 +62,4 @@ $(VENV_TF)/.installed: pyproject.toml
 	touch $@
 
 test-tensorflow: tensorflow
-	KERAS_BACKEND=tensorflow TF_CPP_MIN_LOG_LEVEL=2 $(VENV_TF)/bin/python -m pytest -m tensorflow
+	KERAS_BACKEND=tensorflow TF_CPP_MIN_LOG_LEVEL=2 $(VENV_TF)/bin/python -m pytest -m tensorflow -n 0  # three tests: workers would cost more than they save
