@@ -51,6 +51,8 @@ SKIPPED = {  # a block's first command: why the test does not run it
         "12 ten-epoch runs, about 2.5 minutes on 2 cores; tests/training/test_compare.py runs compare on tiny data",
     "$ fmnist sweep --output-dir runs/sweep":
         "990 members, an hour on 2 cores; tests/training/test_sweep.py and tests/training/test_sweep_processes.py run sweeps on tiny data",
+    "$ fmnist sweep --models mlp-bn,mlp --output-dir runs/sweep-bn":
+        "1,980 members, 2.5 hours on 2 cores; tests/training/test_model_axis.py runs sweeps over networks on tiny data",
     "fmnist sweep --methods none,rescale,standard --learning-rates 0.1,0.01,0.001 --optimizers sgd --seeds 2 --epochs 2":
         "the same command runs on the real data in tests/training/test_integration.py (test_the_sweep_of_the_issue_on_the_real_data)",
     "fmnist sweep --output-dir /shared/runs/study --coordinator-address hostA:12355 --num-processes 2 --process-id 0":
