@@ -5,7 +5,8 @@ driven by Selenium through ``/usr/bin/chromedriver``: nothing is downloaded (Sel
 offline and never asked for a driver). Chromium starts with the flags that keep it from reaching for the
 network, which it would otherwise wait for on this closed machine, and a fresh profile folder.
 
-Use the ``browser`` fixture (conftest.py imports it): a session-wide ``selenium.webdriver.Chrome``, clean for each test.
+Use the ``browser`` fixture (conftest.py imports it): the session's ``selenium.webdriver.Chrome``, clean for
+each test.
 Tests that use it are skipped, with the reason, where Chromium, its driver or Selenium is missing.
 """
 

@@ -163,7 +163,8 @@ def pytest_collection_modifyitems(items):
             item.add_marker(folder.name)
 
     def rank(item):
-        module = Path(str(item.fspath)).resolve().relative_to(LAYERS).as_posix()
+        path = Path(str(item.fspath)).resolve()
+        module = path.relative_to(LAYERS).as_posix() if path.is_relative_to(LAYERS) else ""
         return LONGEST_FIRST.index(module) if module in LONGEST_FIRST else len(LONGEST_FIRST)
 
     items.sort(key=rank)  # stable: the rest keep their order
