@@ -75,13 +75,9 @@ def chromium(tmp_path_factory):
 @pytest.fixture
 def browser(chromium):
     """The session's Chromium as a test of its own finds it: a blank page, an empty console log (what an
-    earlier test's pages logged is drained), the network as it is; and so it is left."""
-    def reset():
-        chromium.get("about:blank")
-        chromium.get_log("browser")  # reading the log empties it
-        with contextlib.suppress(Exception):  # nothing to delete when no test set conditions
-            chromium.delete_network_conditions()
-
-    reset()
-    yield chromium
-    reset()
+    earlier test's pages logged is drained), the network as it is."""
+    chromium.get("about:blank")
+    chromium.get_log("browser")  # reading the log empties it
+    with contextlib.suppress(Exception):  # nothing to delete when no test set conditions
+        chromium.delete_network_conditions()
+    return chromium

@@ -157,17 +157,14 @@ LONGEST_FIRST = ("training/test_sweep_processes.py", "docs/test_readme.py", "sto
 def pytest_collection_modifyitems(items):
     """Each test is marked with its folder, the layer it tests: ``pytest -m serve`` runs that layer. The
     longest modules come first."""
+    rank = {}
     for item in items:
-        folder = Path(str(item.fspath)).resolve().parent
-        if folder.parent == LAYERS:
-            item.add_marker(folder.name)
-
-    def rank(item):
         path = Path(str(item.fspath)).resolve()
+        if path.parent.parent == LAYERS:
+            item.add_marker(path.parent.name)
         module = path.relative_to(LAYERS).as_posix() if path.is_relative_to(LAYERS) else ""
-        return LONGEST_FIRST.index(module) if module in LONGEST_FIRST else len(LONGEST_FIRST)
-
-    items.sort(key=rank)  # stable: the rest keep their order
+        rank[item] = LONGEST_FIRST.index(module) if module in LONGEST_FIRST else len(LONGEST_FIRST)
+    items.sort(key=rank.__getitem__)  # stable: the rest keep their order
 
 
 def wait_for_change(path, since, deadline, child=None):
