@@ -34,6 +34,17 @@ def _wood(size, seed: int = 0) -> Image.Image:
     return Image.fromarray(np.clip(light * (0.6 + 0.4 * grain[..., None]), 0, 255).astype(np.uint8), "RGB")
 
 
+def _wall(size, brick=(200, 120, 90), mortar=(235, 230, 220), course=200, length=420, joint=5) -> Image.Image:
+    """Large bricks in courses with light mortar joints: one plain colour crossed by a few thin lines."""
+    wall = Image.new("RGB", size, brick)
+    draw = ImageDraw.Draw(wall)
+    for row, top in enumerate(range(course // 2, size[1], course)):
+        draw.rectangle((0, top, size[0], top + joint - 1), fill=mortar)
+        for left in range((row % 2) * length // 2 + length // 3, size[0], length):
+            draw.rectangle((left, top - course + joint, left + joint - 1, top), fill=mortar)
+    return wall
+
+
 def _on(item: Image.Image, ground: Image.Image, at=(60, 50)) -> Image.Image:
     picture = ground.convert("RGBA")
     picture.alpha_composite(item, at)
@@ -64,6 +75,36 @@ def test_a_product_on_wood_is_separated_and_converts_as_on_white():
                    for separating in (True, False))
     assert np.abs(new - on_white).mean() < 12  # the same 28x28 input, up to the outline
     assert np.abs(before - on_white).mean() > 40  # without the step the grain is in the input
+
+
+def test_mortar_lines_that_touch_the_product_are_background():
+    """A brick wall is one colour crossed by thin lines, here five times along the border, as a cropped
+    product crosses it: lines that run from border to border are background, so the product is separated
+    and the joints are not in its 28x28 input."""
+    item = _product(SHIRT)
+    size = (item.size[0] + 140, item.size[1] + 110)
+    picture = _on(item, _wall(size))
+    scene = separate.separate(picture)
+    truth = _mask(item, size)
+    assert scene.separated and _iou(scene.product, truth) > 0.95
+    assert np.asarray(scene.picture)[~truth].mean() > 250  # the wall and its joints are gone
+    on_white = convert.convert(_on(item, Image.new("RGB", size, (255, 255, 255)))).image.astype(int)
+    assert np.abs(convert.convert(picture).image.astype(int) - on_white).mean() < 12
+
+
+def test_background_seen_through_gaps_in_the_product_is_white():
+    """Wood seen through small gaps in a product (between a sandal's straps) is background: white, as the
+    gaps of the dataset's product photos are, not wood filled in as part of the product."""
+    item = _product(SHIRT)
+    gaps = [(120, 120, 135, 135), (170, 200, 185, 215), (120, 270, 135, 285)]
+    for gap in gaps:
+        ImageDraw.Draw(item).rectangle(gap, fill=(0, 0, 0, 0))
+    size = (item.size[0] + 140, item.size[1] + 110)
+    scene = separate.separate(_on(item, _wood(size)))
+    pixels = np.asarray(scene.picture)
+    assert scene.separated and _iou(scene.product, _mask(item, size)) > 0.95
+    for left, top, right, bottom in gaps:  # their middles, the outline's blend aside (the item lies at 60, 50)
+        assert pixels[50 + top + 3: 50 + bottom - 2, 60 + left + 3: 60 + right - 2].mean() > 240
 
 
 @pytest.mark.parametrize("turn", [-9.0, -5.0, 6.0, 12.0])

@@ -43,3 +43,21 @@ def fill_small_holes(mask: np.ndarray, share: float = 0.002) -> np.ndarray:
         return mask
     sizes = ndimage.sum(holes, labels, range(1, count + 1))
     return mask | np.isin(labels, np.flatnonzero(sizes < max(4, share * mask.size)) + 1)
+
+
+def thin_to_border(mask: np.ndarray, band: np.ndarray, radius: int, length: float = 0.05) -> np.ndarray:
+    """The lines of ``mask`` that reach the border ``band``: pieces thinner than ``2 * radius + 1`` pixels
+    (what an opening by a disc of that radius removes) with at least ``length`` of the picture's size of
+    pixels farther than two radii from its thick parts (a thick part's rounded corners are not lines).
+    Such as a brick wall's mortar; a product the frame cuts is thick where it is cut."""
+    from scipy import ndimage
+
+    disc = np.hypot(*np.mgrid[-radius: radius + 1, -radius: radius + 1]) <= radius
+    thick = ndimage.binary_opening(mask, disc)
+    thin = mask & ~thick
+    labels, count = ndimage.label(thin, np.ones((3, 3)))
+    if not count:
+        return thin
+    away = thin & (ndimage.distance_transform_edt(~thick) > 2 * radius) if thick.any() else thin
+    long = np.flatnonzero(ndimage.sum(away, labels, range(1, count + 1)) >= length * max(mask.shape)) + 1
+    return np.isin(labels, np.intersect1d(np.unique(labels[band & thin]), long))
