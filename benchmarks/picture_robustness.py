@@ -302,14 +302,15 @@ def main():
         if args.contrast:
             contrast_sweep(model, test, Path(folder), args.seed, args.per_kind)
         elif args.beyond:
-            kinds_table(model, test, Path(folder), args.seed, args.per_kind, BEYOND, BEYOND_VARIANTS, 0.05)
+            kinds_table(model, test, Path(folder), args.seed, args.per_kind, BEYOND, BEYOND_VARIANTS, 0.05, 0.03)
         else:
             kinds_table(model, test, Path(folder), args.seed, args.per_kind, KINDS, VARIANTS, 0.02)
     print(f"{time.perf_counter() - started:.0f} s in all")
     return 0
 
 
-def kinds_table(model, test, folder: Path, seed: int, per_kind: int, names, variants: dict, goal: float) -> None:
+def kinds_table(model, test, folder: Path, seed: int, per_kind: int, names, variants: dict, goal: float,
+                mean_goal: float | None = None) -> None:
     raw = np.asarray(model.predict(test.x_test, batch_size=1024, verbose=0)).argmax(-1) == test.y_test
     chosen = np.random.default_rng([seed, 0]).choice(len(test.y_test), len(names) * per_kind, replace=False)
     kinds = np.repeat(names, per_kind)
@@ -324,7 +325,7 @@ def kinds_table(model, test, folder: Path, seed: int, per_kind: int, names, vari
         seconds[name] = time.perf_counter() - started
         if name == "new":
             warned = np.array([warning is not None for warning in warnings])
-    print_table(names, kinds, raw[chosen], correct, warned, goal)
+    print_table(names, kinds, raw[chosen], correct, warned, goal, mean_goal)
     print(f"\nraw accuracy on all {len(raw)} test images: {raw.mean():.4f}; {len(files)} pictures "
           f"({per_kind} per kind); seconds: " + ", ".join(f"{name} {value:.0f}" for name, value in seconds.items()))
 
@@ -337,16 +338,20 @@ def cpu_name() -> str:
         return platform.machine()
 
 
-def print_table(names, kinds: np.ndarray, raw: np.ndarray, correct: dict, warned: np.ndarray, goal: float) -> None:
-    """Accuracy per kind and conversion; new-raw with its 95% interval; the goal: new >= raw - ``goal``."""
+def print_table(names, kinds: np.ndarray, raw: np.ndarray, correct: dict, warned: np.ndarray, goal: float,
+                mean_goal: float | None = None) -> None:
+    """Accuracy per kind and conversion; new-raw with its 95% interval; the goal: new >= raw - ``goal``
+    on every kind, and on all of them together new >= raw - ``mean_goal`` (the same goal when None)."""
     columns = list(correct)
+    mean_goal = goal if mean_goal is None else mean_goal
+    within = f"within {goal * 100:.0f}" + (f" (all {mean_goal * 100:.0f})" if mean_goal != goal else "")
     print(f"{'kind':<15} {'n':>4} {'raw':>6} " + " ".join(f"{name:>11}" for name in columns)
-          + f"  new-raw (95%)  within {goal * 100:.0f}  warned")
+          + f"  new-raw (95%)  {within}  warned")
     for kind in [*names, "all"]:
         rows = kinds == kind if kind != "all" else np.ones(len(kinds), bool)
         difference = correct["new"][rows].astype(float) - raw[rows]
         half = 1.96 * difference.std(ddof=1) / np.sqrt(rows.sum())  # paired: the same test images
-        met = "met" if difference.mean() >= -goal else "MISSED"
+        met = "met" if difference.mean() >= -(goal if kind != "all" else mean_goal) else "MISSED"
         print(f"{kind:<15} {rows.sum():>4} {raw[rows].mean():6.3f} "
               + " ".join(f"{correct[name][rows].mean():11.3f}" for name in columns)
               + f"  {difference.mean():+.3f} ± {half:.3f}  {met:>9}  {warned[rows].sum():>6}")
