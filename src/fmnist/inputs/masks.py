@@ -45,11 +45,13 @@ def fill_small_holes(mask: np.ndarray, share: float = 0.002) -> np.ndarray:
     return mask | np.isin(labels, np.flatnonzero(sizes < max(4, share * mask.size)) + 1)
 
 
-def thin_to_border(mask: np.ndarray, band: np.ndarray, radius: int, length: float = 0.05) -> np.ndarray:
+def thin_to_border(mask: np.ndarray, band: np.ndarray, radius: int, crossings: int = 1,
+                   length: float = 0.05) -> np.ndarray:
     """The lines of ``mask`` that reach the border ``band``: pieces thinner than ``2 * radius + 1`` pixels
     (what an opening by a disc of that radius removes) with at least ``length`` of the picture's size of
     pixels farther than two radii from its thick parts (a thick part's rounded corners are not lines).
-    Such as a brick wall's mortar; a product the frame cuts is thick where it is cut."""
+    Such as a brick wall's mortar; a product the frame cuts is thick where it is cut. None when they
+    cross the border fewer than ``crossings`` times in all (a product's strap cut by the frame)."""
     from scipy import ndimage
 
     disc = np.hypot(*np.mgrid[-radius: radius + 1, -radius: radius + 1]) <= radius
@@ -60,4 +62,5 @@ def thin_to_border(mask: np.ndarray, band: np.ndarray, radius: int, length: floa
         return thin
     away = thin & (ndimage.distance_transform_edt(~thick) > 2 * radius) if thick.any() else thin
     long = np.flatnonzero(ndimage.sum(away, labels, range(1, count + 1)) >= length * max(mask.shape)) + 1
-    return np.isin(labels, np.intersect1d(np.unique(labels[band & thin]), long))
+    lines = np.isin(labels, np.intersect1d(np.unique(labels[band & thin]), long))
+    return lines if ndimage.label(lines & band, np.ones((3, 3)))[1] >= crossings else np.zeros_like(lines)

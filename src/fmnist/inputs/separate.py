@@ -10,7 +10,7 @@ itself when its background is plain already), turned upright when the camera was
   nine tenths of the band lie within the trim distance of it, or what does not is the product itself,
   reaching the edge: one part of it, or at most six stretches of the border (a brick wall's mortar
   crosses it 4 to 40 times, a cropped product 2 to 6). But thin lines of another colour that cross the
-  border (a brick wall's mortar, ``_lines``) make it a pattern: the textured path below. The product is
+  border (a brick wall's mortar, ``masks.thin_to_border``) make it a pattern: the textured path below. The product is
   what lies farther. A product with parts both lighter and darker than a plain background (a white
   collar on a grey table; an opaque product's own white parts) is laid on white, as a separated one is
   (below); one only darker, or only lighter, stays on its background.
@@ -157,21 +157,12 @@ def _plain_product(rgb, background) -> np.ndarray | None:
     near = np.asarray(rgb, dtype=np.float64)[band & ~ndimage.binary_dilation(far)]  # the outline's blend aside
     if len(near) and np.sqrt(((near - near.mean(axis=0)) ** 2).sum(axis=1).mean()) > TEXTURE_SPREAD:
         return None
-    if _lines(far, band, round(LINE_WIDTH * max(far.shape) / WORKING_SIZE)).any():  # a brick wall's mortar
+    if thin_to_border(far, band, max(1, round(LINE_WIDTH * max(far.shape) / WORKING_SIZE)), LINE_CROSSINGS).any():
         return None
     product = opened(far)
     if 1.0 - far[band].mean() >= PLAIN_SHARE or (far & band & ~largest(product)).mean() / band.mean() <= STRAY_BAND:
         return product
     return product if _stretches(far[width - 1: far.shape[0] - width + 1, width - 1: far.shape[1] - width + 1]) <= MAX_CROSSINGS else None
-
-
-def _lines(mask: np.ndarray, band: np.ndarray, radius: int) -> np.ndarray:
-    """Lines across the background (masks.thin_to_border), or none when they cross the border fewer than
-    ``LINE_CROSSINGS`` times in all: a product's strap or two cut by the frame are not a pattern."""
-    from scipy import ndimage
-
-    lines = thin_to_border(mask, band, max(1, radius))
-    return lines if ndimage.label(lines & band, np.ones((3, 3)))[1] >= LINE_CROSSINGS else np.zeros_like(lines)
 
 
 def _stretches(mask: np.ndarray) -> int:
@@ -195,11 +186,11 @@ def _textured(rgb) -> Scene:
     band = border(pixels.shape[:2], max(2, round(BAND * max(pixels.shape[:2]))))
     unlike = _unlike_border(pixels, band)
     mask = opened(unlike)
-    mask = largest(mask & ~_lines(mask, band, LINE_WIDTH))
+    mask = largest(mask & ~thin_to_border(mask, band, LINE_WIDTH, LINE_CROSSINGS))
     for _ in range(SETTLE_ROUNDS):
         if mask.sum() >= 16:
             mask = _settled(pixels, mask, band)
-            mask = largest(mask & ~_lines(mask, band, LINE_WIDTH))
+            mask = largest(mask & ~thin_to_border(mask, band, LINE_WIDTH, LINE_CROSSINGS))
     mask = fill_small_holes(largest(mask))
     if mask.sum() >= 64:
         mask = largest(_without_background(pixels, mask, band))
