@@ -15,6 +15,10 @@ def border(shape, width: int) -> np.ndarray:
     return band
 
 
+def disc(radius: int) -> np.ndarray:
+    return np.hypot(*np.mgrid[-radius: radius + 1, -radius: radius + 1]) <= radius
+
+
 def opened(mask: np.ndarray) -> np.ndarray:
     from scipy import ndimage
 
@@ -54,8 +58,7 @@ def thin_to_border(mask: np.ndarray, band: np.ndarray, radius: int, crossings: i
     cross the border fewer than ``crossings`` times in all (a product's strap cut by the frame)."""
     from scipy import ndimage
 
-    disc = np.hypot(*np.mgrid[-radius: radius + 1, -radius: radius + 1]) <= radius
-    thick = ndimage.binary_opening(mask, disc)
+    thick = ndimage.binary_opening(mask, disc(radius))
     thin = mask & ~thick
     labels, count = ndimage.label(thin, np.ones((3, 3)))
     if not count:

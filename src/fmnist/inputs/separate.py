@@ -46,7 +46,7 @@ import math
 
 import numpy as np
 
-from fmnist.inputs.masks import border, fill_small_holes, largest, opened, thin_to_border
+from fmnist.inputs.masks import border, disc, fill_small_holes, largest, opened, thin_to_border
 from fmnist.inputs.untilt import untilted
 
 TRIM_DISTANCE = 0.05 * math.sqrt(3) * 255  # the paper's 5% of the largest distance in RGB space
@@ -70,6 +70,8 @@ SETTLE_ROUNDS, SETTLE_WIDTH = 2, 7
 # them then wrong) and on 60 brick pictures: 16.7 points under raw before, 6.7 after (5.0 when a single
 # crossing counts, which fired on 20 plain pictures and lost 6 of them: cropped products' straps).
 LINE_WIDTH, LINE_CROSSINGS = 3, 2
+BLEND_DISTANCE = TRIM_DISTANCE / 2  # lines this near the way from the background's colour to the product's: its outline
+CUT_SHARE = 0.01
 BORDER_QUANTILE, MARGIN = 99.0, 2.0  # unlike the background: less likely than 99% of its border band, by 2 nats
 # When to say the separation is unsure: the product takes this share of the picture (it may have merged
 # with the background), or almost none; or the background holds many pixels unlike its own border.
@@ -157,12 +159,35 @@ def _plain_product(rgb, background) -> np.ndarray | None:
     near = np.asarray(rgb, dtype=np.float64)[band & ~ndimage.binary_dilation(far)]  # the outline's blend aside
     if len(near) and np.sqrt(((near - near.mean(axis=0)) ** 2).sum(axis=1).mean()) > TEXTURE_SPREAD:
         return None
-    if thin_to_border(far, band, max(1, round(LINE_WIDTH * max(far.shape) / WORKING_SIZE)), LINE_CROSSINGS).any():
+    radius = round(LINE_WIDTH * max(1.0, max(far.shape) / WORKING_SIZE))
+    lines = thin_to_border(far, band, radius, LINE_CROSSINGS)
+    if lines.any() and not (_cut(far, radius) and _blend(rgb, background, lines, far & ~lines)):
         return None
     product = opened(far)
     if 1.0 - far[band].mean() >= PLAIN_SHARE or (far & band & ~largest(product)).mean() / band.mean() <= STRAY_BAND:
         return product
     return product if _stretches(far[width - 1: far.shape[0] - width + 1, width - 1: far.shape[1] - width + 1]) <= MAX_CROSSINGS else None
+
+
+def _cut(far: np.ndarray, radius: int) -> bool:
+    """Whether the frame cuts the product: its thick part (opened by a disc of ``radius``) covers at least
+    ``CUT_SHARE`` of the outermost ring of pixels (a brick wall's thick pieces of mortar cover less)."""
+    from scipy import ndimage
+
+    ring = border(far.shape, 1)
+    return (largest(ndimage.binary_opening(far, disc(radius)), 1.0) & ring).sum() >= CUT_SHARE * ring.sum()
+
+
+def _blend(rgb, background, lines: np.ndarray, product: np.ndarray) -> bool:
+    """Whether the ``lines``' colour is a blend of the background's and the ``product``'s: a small
+    product's thin parts (a sole, a handle) with their outline, not lines across the background."""
+    pixels = np.asarray(rgb, dtype=np.float64)
+    if not product.any():
+        return False
+    line, ground = np.median(pixels[lines], axis=0), np.array(background, dtype=np.float64)
+    towards = np.median(pixels[product], axis=0) - ground
+    share = np.clip((line - ground) @ towards / max(towards @ towards, 1e-9), 0.0, 1.0)
+    return bool(np.linalg.norm(line - ground - share * towards) <= BLEND_DISTANCE)
 
 
 def _stretches(mask: np.ndarray) -> int:
@@ -180,9 +205,9 @@ def _textured(rgb) -> Scene:
     from scipy import ndimage
 
     width, height = rgb.size
-    scale = min(1.0, WORKING_SIZE / max(width, height))
-    small = rgb.resize((max(8, round(width * scale)), max(8, round(height * scale))), Image.Resampling.BOX)
-    pixels = np.asarray(small, dtype=np.float64)
+    scale = WORKING_SIZE / max(width, height)  # a small picture enlarged: every width below means the same share
+    method = Image.Resampling.BOX if scale < 1 else Image.Resampling.BICUBIC
+    pixels = np.asarray(rgb.resize((max(8, round(width * scale)), max(8, round(height * scale))), method), dtype=np.float64)
     band = border(pixels.shape[:2], max(2, round(BAND * max(pixels.shape[:2]))))
     unlike = _unlike_border(pixels, band)
     mask = opened(unlike)
