@@ -159,6 +159,24 @@ def test_opaque_light_parts_on_grey_are_laid_on_white_and_translucent_items_are_
     assert not separate.separate(plain).separated
 
 
+@pytest.mark.parametrize("colour, noise", [((160, 158, 155), 0), ((170, 167, 162), 4)])
+def test_an_opaque_products_parts_nearly_as_light_as_the_table_stay_on_it(colour, noise):
+    """A grey band across the shirt, within the trim distance (22) of the grey table's colour but farther
+    than the table's own pixels lie from it: laid on white, the whole shirt stays (the trim distance alone
+    left its lower half off: IoU 0.67), and none of the table (its noise) does."""
+    item = _product(SHIRT)
+    draw = ImageDraw.Draw(item)
+    draw.rectangle((60, 0, 240, 100), fill=(250, 250, 250, 255))  # a white yoke: laid on white
+    draw.rectangle((0, 150, 300, 230), fill=(*colour, 255))  # 14 and 29 from the table's colour
+    size = (item.size[0] + 100, item.size[1] + 100)
+    table = 150 + np.random.default_rng(0).normal(0, noise, (size[1], size[0], 1)).repeat(3, axis=2)
+    picture = _on(item, Image.fromarray(np.clip(np.rint(table), 0, 255).astype(np.uint8)), at=(50, 50))
+    scene = separate.separate(picture, untilt=False)
+    assert scene.separated and _iou(scene.product, _mask(item, picture.size, at=(50, 50))) > 0.95
+    band = np.asarray(scene.picture)[50 + 160: 50 + 220, 50 + 100: 50 + 200].astype(int)
+    assert np.abs(np.median(band, axis=(0, 1)) - colour).max() <= 2  # its own colour, not white
+
+
 @pytest.mark.parametrize("background", [(255, 255, 255), (200, 200, 200), (250, 235, 240)])
 def test_a_product_cropped_to_its_edges_stays_on_its_plain_background(background):
     """Cropped to the item, a dress covers the two lower corners and trousers cross the border four times:

@@ -17,7 +17,9 @@ itself when its background is plain already), turned upright when the camera was
   background's: a small product's own thin parts (a sole, a handle) with their outline.
   The product is what lies farther. A product with parts both lighter and darker than a plain background (a white
   collar on a grey table; an opaque product's own white parts) is laid on white, as a separated one is
-  (below); one only darker, or only lighter, stays on its background.
+  (below), the whole of it: what lies farther from the background's colour than its own pixels do, not
+  only past the trim distance (its mid-tones may be as light as the table). One only darker, or only
+  lighter, stays on its background.
 * **Textured or patterned background** (wood, grass, fabric, gravel: anything else): the background is
   what touches the border, by its colour and its texture. A Gaussian mixture (scikit-learn) learns the
   border band's smoothed colour and local contrast at a working size of 192 pixels (a smaller picture
@@ -93,6 +95,12 @@ BORDER_QUANTILE, MARGIN = 99.0, 2.0  # unlike the background: less likely than 9
 STRAY = 0.25  # of the product's area: background pixels as unlike the border as a product's
 MAX_AREA = 0.85
 MIN_AREA = 0.005
+# A product laid on white from a plain background: all that lies farther from its colour than twice the
+# band's own pixels (their 99th percentile), at least this far (RGB). Measured on an opaque product on light
+# grey (500 pictures, seed 0): 6.0 points under raw with the trim distance (its mid-tones left off), 2.4 with
+# this (4 or less: all alike), 1.0 on white; 250 pictures each: 6 won and 1 lost, as JPEG 14 won and 5 lost,
+# the tilted and coloured kinds 3 won and 6 lost (noise); the plain kinds' 3,000 pictures: none changed.
+SILHOUETTE_DISTANCE = 4.0
 WHITE = (255, 255, 255)  # what a separated product is laid on: the dataset's products were photographed on white
 
 
@@ -113,7 +121,7 @@ def separate(rgb, textured: bool = True, untilt: bool = True) -> Scene:
     if product is not None:
         scene = Scene(rgb, background, product)
         if textured and _lighter_and_darker(rgb, background, product):
-            scene = _on_white(rgb, fill_small_holes(largest(_outline_off(product))), warnings=[])
+            scene = _on_white(rgb, fill_small_holes(largest(_outline_off(_silhouette(rgb, background)))), warnings=[])
     elif textured:
         scene = _textured(rgb)
     else:
@@ -151,6 +159,10 @@ def band_colour(rgb) -> tuple[int, int, int] | None:
 def far_from(rgb, colour) -> np.ndarray:
     """Where the picture lies farther than the trim distance from ``colour`` (Euclidean in RGB, as the
     paper measures it)."""
+    return _squared_distance(rgb, colour) > TRIM_DISTANCE ** 2
+
+
+def _squared_distance(rgb, colour) -> np.ndarray:
     from PIL import Image, ImageChops
 
     difference = ImageChops.difference(rgb, Image.new("RGB", rgb.size, colour))
@@ -158,7 +170,18 @@ def far_from(rgb, colour) -> np.ndarray:
     for band in difference.split():  # band by band: a fifth of the time of a sum over a colour axis
         channel = np.asarray(band, dtype=np.uint16)
         squared += channel * channel
-    return squared > TRIM_DISTANCE ** 2
+    return squared
+
+
+def _silhouette(rgb, background) -> np.ndarray:
+    """The whole of an opaque product on a plain background: what lies farther from its colour than the
+    background's own pixels do (twice the 99th percentile of the band's pixels within the trim distance,
+    at least ``SILHOUETTE_DISTANCE``), so that its parts nearly as light as the background stay in it."""
+    squared = _squared_distance(rgb, background)
+    ground = squared[border(squared.shape, _band_width(squared.shape))]
+    ground = ground[ground <= TRIM_DISTANCE ** 2]
+    own = math.sqrt(np.percentile(ground, 99)) if ground.size else 0.0
+    return opened(squared > min(TRIM_DISTANCE, max(SILHOUETTE_DISTANCE, 2 * own)) ** 2)
 
 
 def _plain_product(rgb, background) -> np.ndarray | None:
