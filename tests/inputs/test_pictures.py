@@ -10,7 +10,7 @@ from PIL import Image, ImageOps
 
 from fmnist import normalization
 from fmnist.cli import main
-from fmnist.inputs import convert, separate
+from fmnist.inputs import convert, plain
 from fmnist.inputs.read import read_inputs
 from fmnist.model import build_model
 
@@ -52,7 +52,7 @@ def _recoverable(item):
 
     top, bottom, left, right = box(item > 0)
     height, width = bottom - top + 1, right - left + 1
-    faint = separate.TRIM_DISTANCE / np.sqrt(3)  # the 5% rule for a grey item on white
+    faint = plain.TRIM_DISTANCE / np.sqrt(3)  # the 5% rule for a grey item on white
     # centred as the conversion centres (an odd pixel of margin on the left or on top)
     centred = left == (29 - width) // 2 if height == 28 else width == 28 and top == (29 - height) // 2
     return box(item > faint) == (top, bottom, left, right) and centred
@@ -64,7 +64,7 @@ def test_trim_finds_the_known_box_by_the_five_percent_rule():
     picture.paste((20, 20, 60), (37, 21, 137, 121))  # the item: x 37..136, y 21..120
     # 5% of the largest RGB distance is 22.08: a speck 22 away is background, one 23 away is not
     picture.putpixel((5, 140), tuple(v - 22 if i == 0 else v for i, v in enumerate(background)))
-    assert separate.corner_colour(picture) == background
+    assert plain.corner_colour(picture) == background
     assert convert.trim_box(picture, background) == (37, 21, 137, 121)
     picture.putpixel((160, 60), (background[0] - 23, *background[1:]))
     assert convert.trim_box(picture, background) == (37, 21, 161, 121)
@@ -74,12 +74,12 @@ def test_corners_that_disagree_or_a_speck_are_not_trimmed():
     quarters = Image.new("RGB", (120, 80), (255, 255, 255))
     for colour, quarter in zip([(0, 0, 0), (255, 0, 0), (0, 0, 255)], [(0, 0, 60, 40), (60, 40, 120, 80), (0, 40, 60, 80)]):
         quarters.paste(colour, quarter)  # no two corners agree, and no colour holds 30% of the border
-    assert separate.corner_colour(quarters) is None and separate.band_colour(quarters) is None
+    assert plain.corner_colour(quarters) is None and plain.band_colour(quarters) is None
     assert _convert(quarters).warnings == ["the product could not be told from the textured background",
                                         "no uniform background (the corners differ): not trimmed"]
     one_corner = Image.new("RGB", (120, 80), (255, 255, 255))
     one_corner.paste((0, 0, 0), (100, 60, 120, 80))  # an item in one corner: three still agree
-    assert separate.corner_colour(one_corner) == (255, 255, 255)
+    assert plain.corner_colour(one_corner) == (255, 255, 255)
     assert convert.trim_box(one_corner, (255, 255, 255)) == (100, 60, 120, 80)
     speck = Image.new("RGB", (300, 300), (250, 250, 250))
     speck.putpixel((150, 150), (0, 0, 0))

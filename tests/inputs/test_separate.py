@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from fmnist.inputs import convert, separate
+from fmnist.inputs import convert, plain, separate
 from fmnist.inputs.read import read_inputs
 
 SHIRT = [(30, 0), (70, 0), (100, 20), (90, 40), (78, 34), (78, 120), (22, 120), (22, 34), (10, 40), (0, 20)]
@@ -185,7 +185,7 @@ def test_a_product_cropped_to_its_edges_stays_on_its_plain_background(background
     dress = _product([(25, 0), (35, 0), (60, 150), (0, 150)]).crop((0, 0, 180, 450))
     cropped = _on(dress, Image.new("RGB", dress.size, background), at=(0, 0))
     scene = separate.separate(cropped)
-    assert separate.band_colour(cropped) == background and scene.background == background
+    assert plain.band_colour(cropped) == background and scene.background == background
     assert not scene.separated and scene.turned == 0.0
     with_margin = _on(dress, Image.new("RGB", (dress.size[0] + 60, dress.size[1] + 60), background), at=(30, 30))
     difference = np.abs(convert.convert(cropped).image.astype(int) - convert.convert(with_margin).image.astype(int))

@@ -32,6 +32,7 @@ import math
 
 import numpy as np
 
+from fmnist.inputs import plain
 from fmnist.inputs import separate as separating
 
 CONVERSIONS = ("dataset", "simple")
@@ -130,7 +131,7 @@ def trim_box(rgb, background: tuple[int, int, int]) -> tuple[int, int, int, int]
     None when that is almost nothing (a speck, or a uniform picture)."""
     from PIL import Image
 
-    far = separating.far_from(rgb, background)
+    far = plain.far_from(rgb, background)
     box = Image.fromarray(far).getbbox()
     if box is None or max(box[2] - box[0], box[3] - box[1]) < max(2, MIN_TRIMMED * max(rgb.size)):
         return None

@@ -1,5 +1,6 @@
-"""Binary masks of a picture, as the steps of ``separate`` (separate.py) clean them: the border band, an
-opening that drops specks, the largest parts, and small holes filled.
+"""Binary masks of a picture, as the steps of ``separate`` (separate.py, plain.py) clean them: the border
+band, an opening that drops specks, the largest parts, small holes filled, lines across the background;
+and the working size both paths measure widths in.
 
 SciPy's ``ndimage`` does the work (imported when first needed: it is heavy to import).
 """
@@ -7,6 +8,17 @@ SciPy's ``ndimage`` does the work (imported when first needed: it is heavy to im
 from __future__ import annotations
 
 import numpy as np
+
+# Pixels on the longest side while the background is learned; a smaller picture is enlarged to it (480
+# textured pictures, seed 1: 4.8 points under raw when it was not, 4.4 when it is; agreement with raw 0.881
+# against 0.894).
+WORKING_SIZE = 192
+# Lines across the background (a brick wall's mortar): pieces of what differs from it thinner than 7
+# working pixels (what an opening by a disc of radius 3 removes), reaching well away from anything thicker,
+# that cross the border twice or more in all. Measured on 2,000 plain pictures (seed 1: fired 5 times, 3 of
+# them then wrong) and on 60 brick pictures: 16.7 points under raw before, 6.7 after (5.0 when a single
+# crossing counts, which fired on 20 plain pictures and lost 6 of them: cropped products' straps).
+LINE_WIDTH, LINE_CROSSINGS = 3, 2
 
 
 def border(shape, width: int) -> np.ndarray:
@@ -67,3 +79,10 @@ def thin_to_border(mask: np.ndarray, band: np.ndarray, radius: int, crossings: i
     long = np.flatnonzero(ndimage.sum(away, labels, range(1, count + 1)) >= length * max(mask.shape)) + 1
     lines = np.isin(labels, np.intersect1d(np.unique(labels[band & thin]), long))
     return lines if ndimage.label(lines & band, np.ones((3, 3)))[1] >= crossings else np.zeros_like(lines)
+
+
+def sample(samples: np.ndarray, most: int = 4000) -> np.ndarray:
+    """At most ``most`` of ``samples``' rows, the same ones on every call (a fixed seed)."""
+    if len(samples) <= most:
+        return samples
+    return samples[np.random.default_rng(0).choice(len(samples), most, replace=False)]
