@@ -105,6 +105,33 @@ def test_mortar_as_wide_in_a_small_picture_is_background_too():
     assert np.asarray(scene.picture)[~truth].mean() > 250  # the joints are gone
 
 
+@pytest.mark.parametrize("joint", [9, 13])
+def test_joints_wider_than_lines_around_a_dark_product_are_background(joint):
+    """Joints 9 and 13 pixels wide in a small picture are too wide for lines, and lighter than the bricks
+    where the product is darker: laid on white, product and joints stayed together (IoU 0.50 and 0.40).
+    Light parts that cross the border in several pieces while the dark ones never reach it are a wall's."""
+    item = _product(SHIRT, scale=1).resize((41, 49), Image.Resampling.BOX)
+    size = (item.size[0] + 40, item.size[1] + 40)
+    picture = _on(item, _wall(size, course=50, length=200, joint=joint), at=(20, 20))
+    scene = separate.separate(picture)
+    truth = _mask(item, size, at=(20, 20))
+    assert scene.separated and _iou(scene.product, truth) > 0.95
+    assert np.asarray(scene.picture)[~truth].mean() > 250
+
+
+def test_a_cropped_products_white_parts_at_the_border_stay_product():
+    """Cropped to its edges, a shirt's white yoke and hem meet the border in two pieces, as a wall's joints
+    would, but its dark body meets it too: the whole shirt is laid on white."""
+    item = _product(SHIRT)
+    draw = ImageDraw.Draw(item)
+    draw.rectangle((60, 0, 240, 100), fill=(250, 250, 250, 255))
+    draw.rectangle((66, 330, 234, 362), fill=(250, 250, 250, 255))
+    picture = _on(item, Image.new("RGB", item.size, (150, 150, 150)), at=(0, 0))
+    scene = separate.separate(picture)
+    assert scene.separated and scene.background == (255, 255, 255)
+    assert _iou(scene.product, _mask(item, item.size, at=(0, 0))) > 0.95
+
+
 def test_background_seen_through_gaps_in_the_product_is_white():
     """Wood seen through small gaps in a product (between a sandal's straps) is background: white, as the
     gaps of the dataset's product photos are, not wood filled in as part of the product."""

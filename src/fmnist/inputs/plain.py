@@ -133,6 +133,19 @@ def lighter_and_darker(rgb, background, product: np.ndarray, share: float = 0.01
     return grey.size > 0 and (grey > level + step).mean() > share and (grey < level - step).mean() > share
 
 
+def light_lines(rgb, background, product: np.ndarray) -> bool:
+    """Whether the product's parts lighter than the background cross the border twice or more while its
+    darker parts do not reach it: a wall's joints, wider than the lines rule's, not a product's light parts."""
+    from scipy import ndimage
+
+    grey = np.asarray(rgb.convert("L"), dtype=np.float64)
+    level = 0.299 * background[0] + 0.587 * background[1] + 0.114 * background[2]
+    step = TRIM_DISTANCE / math.sqrt(3)
+    band = border(grey.shape, _band_width(grey.shape))
+    light, dark = product & (grey > level + step), product & (grey < level - step)
+    return ndimage.label(light & band, np.ones((3, 3)))[1] >= 2 and not (dark & band).any()
+
+
 def _squared_distance(rgb, colour) -> np.ndarray:
     from PIL import Image, ImageChops
 

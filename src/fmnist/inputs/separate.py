@@ -86,7 +86,10 @@ def separate(rgb, textured: bool = True, untilt: bool = True) -> Scene:
     if product is not None:
         scene = Scene(rgb, background, product)
         if textured and plain.lighter_and_darker(rgb, background, product):
-            scene = _on_white(rgb, plain.whole_product(rgb, background), warnings=[])
+            if plain.light_lines(rgb, background, product):
+                scene = _textured(rgb)
+            else:
+                scene = _on_white(rgb, plain.whole_product(rgb, background), warnings=[])
     elif textured:
         scene = _textured(rgb)
     else:
