@@ -65,7 +65,8 @@ BORDER_QUANTILE, MARGIN = 99.0, 2.0  # unlike the background: less likely than 9
 # with the background), or almost none; or the background holds many pixels unlike its own border.
 STRAY = 0.25  # of the product's area: background pixels as unlike the border as a product's
 MAX_AREA = 0.85
-MIN_AREA = 0.005
+MIN_AREA = 0.05  # a product cropped to fill the frame: the band is product, and what differs from it only
+# fragments of it (under 8% of the picture for all 29 of 1,000 cropped pictures the textured path changed)
 WHITE = (255, 255, 255)  # what a separated product is laid on: the dataset's products were photographed on white
 
 
