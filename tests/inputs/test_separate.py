@@ -132,6 +132,23 @@ def test_a_cropped_products_white_parts_at_the_border_stay_product():
     assert _iou(scene.product, _mask(item, item.size, at=(0, 0))) > 0.95
 
 
+def test_a_patterned_product_cropped_to_fill_the_frame_is_left_whole():
+    """A checked shirt cut to its edges: the border band is the shirt's own pattern, and what differs from
+    it is a plain pocket, 1% of the picture. Laid on white alone, the pocket was the whole 28x28 input; a
+    product under 5% of the picture is not trusted, so the shirt converts as it is, with a warning."""
+    y, x = np.mgrid[0:26, 0:22]
+    intensity = np.where((y // 2 + x // 2) % 2 == 0, 250, 60) + np.random.default_rng(0).normal(0, 10, (26, 22))
+    intensity[:3, 7:15] = 0  # the neck, where the grey background shows
+    intensity[12:17, 4:9] = 160  # the pocket
+    alpha = Image.fromarray(np.clip(intensity, 0, 255).astype(np.uint8)).resize((110, 130), Image.Resampling.BICUBIC)
+    picture = Image.new("RGB", alpha.size, (200, 200, 200))
+    picture.paste(Image.new("RGB", alpha.size, (30, 50, 40)), (0, 0), alpha)
+    scene = separate.separate(picture)
+    assert not scene.separated and scene.warnings == ["the product could not be told from the textured background"]
+    whole = convert.convert(picture, options=convert.DatasetOptions(separate=False, untilt=False)).image
+    assert np.array_equal(convert.convert(picture).image, whole)
+
+
 def test_background_seen_through_gaps_in_the_product_is_white():
     """Wood seen through small gaps in a product (between a sandal's straps) is background: white, as the
     gaps of the dataset's product photos are, not wood filled in as part of the product."""
