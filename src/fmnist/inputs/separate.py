@@ -7,8 +7,9 @@ itself when its background is plain already), turned upright when the camera was
 * **Plain background** (plain.py): the border's colour, when at least three corners or three tenths of
   the border band agree on one and it is not a texture or crossed by lines (a brick wall's mortar); the
   product is what lies farther from it. One with parts both lighter and darker than it (a white collar
-  on a grey table) is laid on white, as a separated one is (below), the whole of it; one only darker,
-  or only lighter, stays on its background.
+  on a grey table) is laid on white, as a separated one is (below), the whole of it, unless its lighter
+  parts cross the border band in pieces where its darker parts do not reach it: a wall's joints too wide
+  for lines, and the picture is textured. One only darker, or only lighter, stays on its background.
 * **Textured or patterned background** (wood, grass, fabric, gravel: anything else): the background is
   what touches the border, by its colour and its texture. A Gaussian mixture (scikit-learn) learns the
   border band's smoothed colour and local contrast at a working size of 192 pixels (a smaller picture
@@ -24,7 +25,9 @@ itself when its background is plain already), turned upright when the camera was
   as they were, light or dark. (Laid on the background's mean colour instead, the light products on
   darker textures were not negated: 55% against 95% raw on wood, 40 pictures.)
 * **Tilt**: the product's outline turned upright when the camera was tilted (untilt.py).
-* **Doubts** become warnings: no product found in a textured picture, or one that fills it, reaches into
+* **Doubts** become warnings: no product found in a textured picture, or only a piece of it under 5% of
+  the picture (a patterned product cropped to fill the frame: the picture converts as it is), or one
+  that fills it, reaches into
   the border band (a close-up: the band then holds some of the product), or leaves many background
   pixels as unlike the border as a product's.
 
