@@ -127,10 +127,8 @@ def lighter_and_darker(rgb, background, product: np.ndarray, share: float = 0.01
     with light parts (a white collar on a coloured table), which is laid on white as the dataset's were.
     A product only darker (or only lighter) is left on its background, where the trim and stretch measure
     it from the background's grey (a translucent or evenly dark item keeps every grey level)."""
-    grey = np.asarray(rgb.convert("L"), dtype=np.float64)[product]
-    level = 0.299 * background[0] + 0.587 * background[1] + 0.114 * background[2]
-    step = TRIM_DISTANCE / math.sqrt(3)
-    return grey.size > 0 and (grey > level + step).mean() > share and (grey < level - step).mean() > share
+    light, dark = _lighter_darker(rgb, background)
+    return product.any() and light[product].mean() > share and dark[product].mean() > share
 
 
 def light_lines(rgb, background, product: np.ndarray) -> bool:
@@ -138,12 +136,17 @@ def light_lines(rgb, background, product: np.ndarray) -> bool:
     darker parts do not reach it: a wall's joints, wider than the lines rule's, not a product's light parts."""
     from scipy import ndimage
 
+    light, dark = _lighter_darker(rgb, background)
+    band = border(light.shape, _band_width(light.shape))
+    return ndimage.label(product & light & band, np.ones((3, 3)))[1] >= 2 and not (product & dark & band).any()
+
+
+def _lighter_darker(rgb, background) -> tuple[np.ndarray, np.ndarray]:
+    """The pixels lighter, and darker, than a plain background's grey by the trim distance's grey step."""
     grey = np.asarray(rgb.convert("L"), dtype=np.float64)
     level = 0.299 * background[0] + 0.587 * background[1] + 0.114 * background[2]
     step = TRIM_DISTANCE / math.sqrt(3)
-    band = border(grey.shape, _band_width(grey.shape))
-    light, dark = product & (grey > level + step), product & (grey < level - step)
-    return ndimage.label(light & band, np.ones((3, 3)))[1] >= 2 and not (dark & band).any()
+    return grey > level + step, grey < level - step
 
 
 def _squared_distance(rgb, colour) -> np.ndarray:

@@ -25,11 +25,10 @@ itself when its background is plain already), turned upright when the camera was
   as they were, light or dark. (Laid on the background's mean colour instead, the light products on
   darker textures were not negated: 55% against 95% raw on wood, 40 pictures.)
 * **Tilt**: the product's outline turned upright when the camera was tilted (untilt.py).
-* **Doubts** become warnings: no product found in a textured picture, or only a piece of it under 5% of
-  the picture (a patterned product cropped to fill the frame: the picture converts as it is), or one
-  that fills it, reaches into
-  the border band (a close-up: the band then holds some of the product), or leaves many background
-  pixels as unlike the border as a product's.
+* **Doubts** become warnings: no product found in a textured picture, or only a piece under 5% of the
+  picture (a patterned product cropped to fill the frame: the picture converts as it is), or one that
+  fills it, reaches into the border band (a close-up: the band then holds some of the product), or
+  leaves many background pixels as unlike the border as a product's.
 
 Only SciPy's ``ndimage``, scikit-learn and Pillow are used, all of them fmnist's dependencies already.
 OpenCV's GrabCut (150 MB installed), started from this mask, kept more background around the product:
